@@ -1,0 +1,170 @@
+"""Shared helpers for the benchmark scripts: loopback servers as process groups, readiness, CPU time.
+
+Every server is started in its own session (its own process group) so that it and any workers it
+forks can be stopped together, and so that its CPU time can be read from /proc for the whole group.
+Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+LOOPBACK = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[1]
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A subprocess in its own process group, with its output in a log file."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=str(log.parent),
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, url: str, timeout: float) -> None:
+        """Poll `url` until it answers 200; raise with the server's log if it dies or times out."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with status {self.proc.returncode} before it was ready; "
+                        f"its log ({self.log}):\n{self.log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(url).status_code == 200:
+                        return
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} was not ready at {url} after {timeout:.0f} s; log:\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in this server's group, plus reaped children."""
+        return group_cpu_seconds(self.pid)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL whatever is left after `grace` seconds."""
+        try:
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    pass
+            # Workers may outlive the leader: kill the group in any case.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        finally:
+            self._log_file.close()
+
+
+@contextlib.contextmanager
+def running(servers: list[Server]) -> Iterator[list[Server]]:
+    """Stop every server in `servers` (including ones appended inside the block) on exit."""
+    try:
+        yield servers
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (utime + stime) of all processes in process group `pgid`.
+
+    The leader also counts its reaped children (cutime + cstime). Fields after the command name,
+    0-based: state=0 ppid=1 pgrp=2 ... utime=11 stime=12 cutime=13 cstime=14.
+    """
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is None or int(fields[2]) != pgid:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+        if int(entry) == pgid:
+            ticks += int(fields[13]) + int(fields[14])
+    return ticks / _CLK_TCK
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def eprint(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain fixed-width text table (numbers right-aligned)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "-" if value != value else f"{value:.2f}"
+        return "-" if value is None else str(value)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in cells)
+    return "\n".join(out)

@@ -1,0 +1,3 @@
+from modelfarm.cli import main
+
+main()

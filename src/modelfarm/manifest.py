@@ -1,0 +1,241 @@
+"""farm.toml: the one manifest that declares every model of a farm.
+
+Validated once, at load, with pydantic. Every error names the file, the key and the fix.
+A bare `modelfarm serve` uses the built-in default farm (`default_farm.toml` in this package).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelfarm.errors import ManifestError
+
+Tier = Literal["local", "private", "public"]
+TIER_ORDER: dict[str, int] = {"local": 0, "private": 1, "public": 2}
+"""Where the data goes when a model runs: `local` < `private` < `public`."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `300`, `"30s"`, `"5m"`, `"1h"`; `"forever"` or a negative number is infinity."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 300, '30s', '5m' or 'forever'")
+    if isinstance(value, int | float):
+        return float("inf") if value < 0 else float(value)
+    if isinstance(value, str):
+        if value.strip().lower() == "forever":
+            return float("inf")
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError(f"{value!r} is not a duration: use seconds (300), '30s', '5m', '1h' or 'forever'")
+
+
+class Skills(BaseModel):
+    """What a model is good at, for the router: a description and example prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    examples: list[str] = Field(default_factory=list)
+
+
+class ModelSpec(BaseModel):
+    """One `[[models]]` entry of farm.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+    role: Literal["brain", "specialist", "micro"] = "specialist"
+    backend: Literal["llama_cpp", "openai", "embedding"]
+    # Source: exactly one of path, package, base_url.
+    path: Path | None = None
+    """A GGUF or ONNX file; relative paths are taken from the manifest's folder."""
+    package: str | None = None
+    """An installed Python package that ships the weights. With `parts`, a pattern with `{n}`."""
+    file: str | None = None
+    """Glob of the file inside `package` (default: its only .gguf or .onnx file)."""
+    parts: int | None = Field(default=None, ge=1, le=1000)
+    """The weights are byte chunks `data/part*.bin` in packages `package.format(n=1..parts)`."""
+    base_url: str | None = None
+    """An OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1."""
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable that holds the API key. Keys never go in the manifest."""
+    remote_model: str | None = None
+    """The model's name on the remote server (default: `name`)."""
+    tokenizer: str | None = None
+    """For `embedding` models: a tokenizer.json path, or a package that ships one."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    context_length: int = Field(default=4096, ge=16, le=1_048_576)
+    tier: Tier = "local"
+    price_in: float = Field(default=0.0, ge=0)
+    """USD per million prompt tokens (0 for local models)."""
+    price_out: float = Field(default=0.0, ge=0)
+    """USD per million generated tokens (0 for local models)."""
+    skills: Skills = Field(default_factory=Skills)
+    max_concurrency: int = Field(default=0, ge=0, le=4096)
+    """Requests served at once (0: 1 for llama_cpp, 32 otherwise)."""
+    max_queue: int = Field(default=16, ge=0, le=100_000)
+    """Requests that may wait for a slot; beyond that the farm answers 429."""
+    keep_alive: float = 300.0
+    """Unload after this long unused: seconds, '5m', or 'forever'."""
+    memory_mb: int | None = Field(default=None, ge=0)
+    """Memory this model takes when loaded (default: estimated from the file size)."""
+    threads: int | None = Field(default=None, ge=1, le=512)
+    """CPU threads for a local model (default: the farm's whole thread budget)."""
+    timeout: float = Field(default=120.0, gt=0)
+    """Seconds to wait for a remote server."""
+    chat_format: str | None = None
+    """Override the GGUF's own chat template with a llama-cpp-python chat format name."""
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in ("path", "package", "base_url") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one source: `path` (a file), `package` (an installed package that "
+                f"ships the weights) or `base_url` (an OpenAI-compatible server); got {given or 'none'}"
+            )
+        if self.backend == "openai" and self.base_url is None:
+            raise ValueError("backend 'openai' needs `base_url`")
+        if self.backend != "openai" and self.base_url is not None:
+            raise ValueError(f"`base_url` is for backend 'openai', not {self.backend!r}")
+        if self.parts is not None and (self.package is None or "{n}" not in self.package):
+            raise ValueError("`parts` needs `package` with a `{n}` placeholder, e.g. 'weights_part{n}'")
+        if self.parts is not None and self.sha256 is None:
+            raise ValueError("chunked weights (`parts`) must pin `sha256` so a bad chunk is caught")
+        if self.backend == "embedding" and self.tokenizer is None:
+            raise ValueError("backend 'embedding' needs `tokenizer` (a tokenizer.json path or package)")
+        return self
+
+    @property
+    def concurrency(self) -> int:
+        if self.max_concurrency:
+            return self.max_concurrency
+        return 1 if self.backend == "llama_cpp" else 32
+
+
+class FarmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "farm"
+    memory_budget_mb: int = Field(default=8192, ge=64)
+    """Loaded models together stay under this; least recently used idle ones are evicted."""
+    threads: int = Field(default=0, ge=0, le=1024)
+    """CPU threads shared by all local models at once (0: every core)."""
+    cache_dir: Path | None = None
+    """Where chunked weights are assembled (default: ~/.cache/modelfarm)."""
+    ledger: Path | None = None
+    """SQLite ledger file (default: ~/.local/share/modelfarm/ledger.db)."""
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    farm: FarmSettings = Field(default_factory=FarmSettings)
+    models: list[ModelSpec] = Field(min_length=1)
+    source: Path | None = Field(default=None, exclude=True)
+    """The file this manifest was read from (None for the built-in default)."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> Manifest:
+        seen: set[str] = set()
+        for i, m in enumerate(self.models):
+            if m.name in seen:
+                raise ValueError(f"models[{i}]: the name {m.name!r} is used twice; names must be unique")
+            seen.add(m.name)
+        return self
+
+    def model(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+
+_FIXES = {
+    "literal_error": "use one of the values listed",
+    "extra_forbidden": "remove it, or check its spelling against `modelfarm init`'s example",
+    "missing": "add it",
+    "string_pattern_mismatch": "see the pattern above",
+    "too_short": "declare at least one [[models]] entry",
+}
+
+
+def _key(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """`models[1] (name = 'x').tier` from pydantic's ('models', 1, 'tier')."""
+    out = ""
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            out += f"[{item}]"
+            entry = node[item] if isinstance(node, list) and item < len(node) else None
+            if isinstance(entry, dict) and "name" in entry:
+                out += f" (name = {entry['name']!r})"
+            node = entry
+        else:
+            out += f".{item}" if out else item
+            node = node.get(item) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _format(exc: ValidationError, where: str, data: dict[str, Any]) -> str:
+    lines = [f"{where}: the farm manifest is not valid:"]
+    for err in exc.errors():
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        key = _key(loc, data)
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"])
+        got = (
+            f" (got {err['input']!r})"
+            if err["type"] not in ("missing", "model_type") and not isinstance(err.get("input"), dict)
+            else ""
+        )
+        lines.append(f"  - {key}: {msg}{got}" + (f"; fix: {fix}" if fix else ""))
+    return "\n".join(lines)
+
+
+def parse_manifest(text: str, *, source: Path | None = None) -> Manifest:
+    where = str(source) if source else "<default farm>"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{where}: not valid TOML: {exc}; fix the syntax at that line") from exc
+    try:
+        manifest = Manifest.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ManifestError(_format(exc, where, data)) from exc
+    return manifest
+
+
+def load_manifest(path: str | Path | None = None) -> Manifest:
+    """Read and validate a farm.toml; None gives the built-in default farm."""
+    if path is None:
+        return parse_manifest(default_manifest_text())
+    file = Path(path).expanduser().resolve()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{file}: no such file; create one with `modelfarm init {path}`") from exc
+    except OSError as exc:
+        raise ManifestError(f"{file}: cannot read it ({exc.strerror})") from exc
+    return parse_manifest(text, source=file)
+
+
+def default_manifest_text() -> str:
+    return resources.files("modelfarm").joinpath("default_farm.toml").read_text(encoding="utf-8")
+
+
+def example_manifest_text() -> str:
+    return resources.files("modelfarm").joinpath("example_farm.toml").read_text(encoding="utf-8")

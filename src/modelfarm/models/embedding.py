@@ -1,0 +1,64 @@
+"""Sentence embeddings from a BERT-style ONNX model (all-MiniLM-L6-v2 by default).
+
+onnxruntime and tokenizers only, no torch: tokenize, run the encoder, mean-pool the last
+hidden state over real (unpadded) tokens, L2-normalise, as sentence-transformers does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from modelfarm.errors import BackendUnavailableError, InvalidRequestError
+from modelfarm.models.base import EmbeddingOnly
+
+_BATCH = 32
+
+
+class OnnxEmbeddingBackend(EmbeddingOnly):
+    def __init__(self, name: str, model: Path, tokenizer: Path, *, max_tokens: int, threads: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.name = name
+        self.cpu_threads = 1
+        self.memory_bytes = model.stat().st_size
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._tok = Tokenizer.from_file(str(tokenizer))
+        except Exception as exc:  # onnxruntime raises its own untyped errors on bad files
+            raise BackendUnavailableError(f"model {name!r}: cannot load {model}: {exc}") from exc
+        self._tok.enable_truncation(max_length=max_tokens)
+        self._tok.enable_padding()
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._lock = threading.Lock()
+
+    def _embed_sync(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        vectors: list[list[float]] = []
+        n_tokens = 0
+        for start in range(0, len(texts), _BATCH):
+            batch = self._tok.encode_batch(texts[start : start + _BATCH])
+            ids = np.array([e.ids for e in batch], dtype=np.int64)  # (B, T)
+            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)  # (B, T)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            with self._lock:
+                hidden = self._session.run(None, feeds)[0]  # (B, T, D)
+            weights = mask[..., None].astype(np.float32)  # (B, T, 1)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            vectors.extend(pooled.astype(float).tolist())
+            n_tokens += int(mask.sum())
+        return vectors, n_tokens
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        if not texts:
+            raise InvalidRequestError("input must not be empty", param="input")
+        return await asyncio.to_thread(self._embed_sync, texts)

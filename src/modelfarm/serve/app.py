@@ -1,0 +1,155 @@
+"""HTTP glue: the OpenAI-compatible FastAPI app. Serving logic lives in `service.py`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from modelfarm.errors import FarmError, InvalidRequestError
+from modelfarm.ledger import Ledger, default_ledger_path
+from modelfarm.manifest import Manifest
+from modelfarm.models.pool import Pool
+from modelfarm.serve import wire
+from modelfarm.serve.auth import KeyRing
+from modelfarm.serve.errors import error_body, error_response
+from modelfarm.serve.metrics import Metrics
+from modelfarm.serve.service import Served, Service
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    ledger_path: Path | None = None
+    """SQLite ledger (default: the manifest's `farm.ledger`, else ~/.local/share/modelfarm)."""
+    keys: KeyRing | None = None
+    """API keys; None reads MODELFARM_API_KEYS."""
+    preload: tuple[str, ...] = ()
+    """Models to load before the server accepts requests ("*" for all)."""
+
+
+def _json(served: Served) -> Response:
+    return Response(
+        json.dumps(served.body, separators=(",", ":")), media_type="application/json", headers=served.headers
+    )
+
+
+def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastAPI:
+    """Build the gateway for one farm. Nothing is loaded until the app starts."""
+    opts = options or ServeOptions()
+    pool = Pool(manifest)
+    ledger = Ledger(opts.ledger_path or manifest.farm.ledger or default_ledger_path())
+    metrics = Metrics(pool)
+    service = Service(pool, ledger, metrics)
+    keys = opts.keys if opts.keys is not None else KeyRing.from_sources()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool.start()
+        if opts.preload:
+            await pool.preload(None if "*" in opts.preload else list(opts.preload))
+        try:
+            yield
+        finally:
+            await pool.aclose()
+            ledger.close()
+
+    app = FastAPI(title="modelfarm", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.pool, app.state.ledger, app.state.service = pool, ledger, service
+
+    @app.exception_handler(FarmError)
+    async def _farm_error(_: Request, exc: FarmError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
+        body = error_body(str(exc.detail), kind, None)
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(InvalidRequestError(str(exc.errors()[0].get("msg", "invalid request"))))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    async def _handle(request: Request, endpoint: str) -> Response:
+        started = time.perf_counter()
+        rec = service.new_record(endpoint, None, None)
+        try:
+            rec.key_id = keys.check(request.headers.get("authorization"))
+            raw = await request.body()
+            if endpoint == "chat":
+                body = wire.parse(wire.ChatCompletionBody, raw)
+                rec.requested_model = body.model
+                if body.stream:
+                    events = await service.open_stream(body, rec, started)
+                    headers = service.headers(rec)
+                    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+                return _json(await service.complete(body, rec, started))
+            emb = wire.parse(wire.EmbeddingBody, raw)
+            rec.requested_model = emb.model
+            return _json(await service.embed(emb, rec, started))
+        except Exception as exc:
+            service.finish(rec, started, error=exc)
+            return error_response(exc)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await _handle(request, "chat")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await _handle(request, "embeddings")
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        keys.check(request.headers.get("authorization"))
+        data = []
+        for s in pool.status():
+            spec = pool.spec(s.name)
+            data.append(
+                {
+                    "id": s.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "modelfarm",
+                    "role": s.role,
+                    "backend": s.backend,
+                    "tier": s.tier,
+                    "price_in": spec.price_in,
+                    "price_out": spec.price_out,
+                    "context_length": spec.context_length,
+                    "loaded": s.loaded,
+                    "memory_bytes": s.memory_bytes,
+                    "skills": spec.skills.model_dump(),
+                }
+            )
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/v1/models/{name:path}")
+    async def get_model(name: str, request: Request) -> Response:
+        keys.check(request.headers.get("authorization"))
+        spec = pool.spec(name)
+        return JSONResponse({"id": spec.name, "object": "model", "created": 0, "owned_by": "modelfarm"})
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        loaded = [s.name for s in pool.status() if s.loaded]
+        return JSONResponse({"status": "ok", "farm": manifest.farm.name, "loaded": loaded})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
