@@ -23,6 +23,8 @@ def relay(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     text = (
         '[[models]]\nname = "relay"\nbackend = "openai"\ntier = "private"\n'
         f'base_url = "{gateway.base_url}"\nremote_model = "small"\nprice_in = 1.0\nprice_out = 2.0\n'
+        '[[models]]\nname = "relay-emb"\nbackend = "openai"\n'
+        f'base_url = "{gateway.base_url}"\nremote_model = "minilm"\n'
     )
     gw = start_gateway(
         parse_manifest(text, source=root / "farm.toml"), root / "ledger.db", KeyRing(["k-good"])
@@ -70,6 +72,12 @@ def test_chat_and_stream_through_a_remote_member(relay: Gateway) -> None:
     assert rec is not None and rec.key_id and "k-good" not in str(rec)
     assert rec.cost_usd == pytest.approx((rec.tokens_in * 1.0 + rec.tokens_out * 2.0) / 1e6)
     book.close()
+
+
+def test_embeddings_through_a_remote_member(relay: Gateway) -> None:
+    client = openai.OpenAI(base_url=relay.base_url, api_key="k-good", max_retries=0, timeout=60)
+    r = client.embeddings.create(model="relay-emb", input=["one", "two"])
+    assert len(r.data) == 2 and len(r.data[0].embedding) == 384
 
 
 def test_remote_errors_pass_through(relay: Gateway) -> None:

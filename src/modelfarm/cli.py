@@ -108,7 +108,10 @@ def serve(
     first_chat = next((m.name for m in manifest.models if m.backend != "embedding"), manifest.models[0].name)
     err.print(
         f"try: curl {url}/chat/completions -H 'Content-Type: application/json'{auth} "
-        f"""-d '{{"model": "{first_chat}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'"""
+        f"""-d '{{"model": "{first_chat}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'""",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 

@@ -242,10 +242,6 @@ class LlamaCppBackend(Backend):
             cancel.set()  # the client went away, or we are done: stop at the next token
             await asyncio.wait([worker])
 
-    def count_tokens(self, messages: list[Message]) -> int:
-        with self._lock:
-            return len(self.prompt_tokens(messages)[0])
-
     async def aclose(self) -> None:
         def close() -> None:
             with self._lock:

@@ -70,10 +70,12 @@ class OpenAIBackend(Backend):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
+    async def _send(
+        self, body: dict[str, Any], stream: bool, path: str = "chat/completions"
+    ) -> httpx.Response:
         for attempt in range(_CONNECT_RETRIES + 1):
             try:
-                req = self._client.build_request("POST", "chat/completions", json=body)
+                req = self._client.build_request("POST", path, json=body)
                 response = await self._client.send(req, stream=stream)
             except httpx.ConnectError as exc:  # never reached the server: safe to retry
                 if attempt == _CONNECT_RETRIES:
@@ -158,6 +160,16 @@ class OpenAIBackend(Backend):
         finally:
             await response.aclose()
         yield ChatChunk(finish_reason=finish or "stop", usage=usage or Usage())
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        body = {"model": self.remote_model, "input": texts, "encoding_format": "float"}
+        response = await self._send(body, stream=False, path="embeddings")
+        try:
+            data = response.json()
+            vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d["index"])]
+            return vectors, int((data.get("usage") or {}).get("prompt_tokens", 0))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._unavailable(f"answered with a body that is not an embedding list: {exc}") from exc
 
     async def aclose(self) -> None:
         await self._client.aclose()
