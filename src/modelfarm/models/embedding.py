@@ -39,6 +39,17 @@ class OnnxEmbeddingBackend(EmbeddingOnly):
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._lock = threading.Lock()
 
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Blocking: unit-length embeddings, shape (len(texts), dim), float32."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self._embed_sync(texts)[0], dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        shape = self._session.get_outputs()[0].shape
+        return int(shape[-1]) if isinstance(shape[-1], int) else 384
+
     def _embed_sync(self, texts: list[str]) -> tuple[list[list[float]], int]:
         vectors: list[list[float]] = []
         n_tokens = 0
@@ -62,3 +73,20 @@ class OnnxEmbeddingBackend(EmbeddingOnly):
         if not texts:
             raise InvalidRequestError("input must not be empty", param="input")
         return await asyncio.to_thread(self._embed_sync, texts)
+
+
+def default_embedder(threads: int = 1) -> OnnxEmbeddingBackend:
+    """The default farm's MiniLM, loaded directly (blocking), for the router and scripts."""
+    from modelfarm.manifest import load_manifest
+    from modelfarm.sources import default_cache_dir, resolve, resolve_tokenizer
+
+    manifest = load_manifest(None)
+    spec = next(m for m in manifest.models if m.backend == "embedding")
+    model = resolve(spec, manifest.base_dir, default_cache_dir())
+    return OnnxEmbeddingBackend(
+        spec.name,
+        model,
+        resolve_tokenizer(spec, manifest.base_dir),
+        max_tokens=spec.context_length,
+        threads=threads,
+    )
