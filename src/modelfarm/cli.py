@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -70,9 +71,7 @@ def _prepare_files(manifest: Manifest) -> None:
 @app.command()
 def serve(
     farm: FarmOpt = None,
-    host: Annotated[
-        str, typer.Option(help="Address to bind; keep 127.0.0.1 unless you mean it.")
-    ] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind; keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     preload: Annotated[
         list[str] | None,
@@ -101,9 +100,7 @@ def serve(
     application = create_app(manifest, options)
     url = f"http://{host}:{port}/v1"
     names = ", ".join(m.name for m in manifest.models)
-    err.print(
-        f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) at [bold]{url}[/]"
-    )
+    err.print(f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) at [bold]{url}[/]")
     auth = ' -H "Authorization: Bearer $KEY"' if keys.enabled else ""
     first_chat = next((m.name for m in manifest.models if m.backend != "embedding"), manifest.models[0].name)
     err.print(
@@ -126,9 +123,7 @@ def chat(
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
 ) -> None:
     """Ask one model and stream its answer to the terminal."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": prompt}
-    ]
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     try:
         if url:
             _chat_remote(url, model, messages, max_tokens)
@@ -139,9 +134,7 @@ def chat(
         raise typer.Exit(1) from exc
 
 
-async def _chat_local(
-    manifest: Manifest, model: str, messages: list[dict[str, str]], max_tokens: int
-) -> None:
+async def _chat_local(manifest: Manifest, model: str, messages: list[dict[str, str]], max_tokens: int) -> None:
     from modelfarm.models.pool import Pool
     from modelfarm.types import ChatRequest, Message
 
@@ -220,9 +213,7 @@ def init(
 @app.command()
 def ledger(
     db: Annotated[Path | None, typer.Option("--db", help="Ledger file.")] = None,
-    since: Annotated[
-        str, typer.Option(help="Only requests this recent: '1h', '7d' style, or 'all'.")
-    ] = "all",
+    since: Annotated[str, typer.Option(help="Only requests this recent: '1h', '7d' style, or 'all'.")] = "all",
     farm: FarmOpt = None,
 ) -> None:
     """Requests, tokens and cost per model, from the ledger."""
@@ -255,6 +246,65 @@ def ledger(
         )
     book.close()
     console.print(table)
+
+
+@app.command()
+def route(
+    prompt: Annotated[str | None, typer.Argument(help="The prompt to route.")] = None,
+    farm: FarmOpt = None,
+    policy: Annotated[str, typer.Option("--policy", "-p", help="`auto`, `auto:NAME`, or a model name.")] = "auto",
+    file: Annotated[
+        Path | None, typer.Option("--file", help="JSONL file, one object with a `prompt` field a line.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per prompt.")] = False,
+) -> None:
+    """Decide which model would answer, and why, without generating anything."""
+    prompts: list[str] = []
+    if file is not None:
+        try:
+            for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    item = json.loads(line)
+                    if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+                        raise ValueError(f"line {n} has no string `prompt` field")
+                    prompts.append(item["prompt"])
+        except (OSError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {file}: {exc}")
+            raise typer.Exit(2) from exc
+    if prompt is not None:
+        prompts.insert(0, prompt)
+    if not prompts:
+        err.print("[red]error:[/red] give a PROMPT or --file prompts.jsonl")
+        raise typer.Exit(2)
+    try:
+        asyncio.run(_route(_manifest(farm), policy, prompts, as_json))
+    except FarmError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+async def _route(manifest: Manifest, policy: str, prompts: list[str], as_json: bool) -> None:
+    from modelfarm.models.pool import Pool
+    from modelfarm.routing.router import Router
+    from modelfarm.types import Message
+
+    pool = Pool(manifest)
+    router = Router(manifest, pool)
+    try:
+        for text in prompts:
+            decision = await router.decide(policy, [Message("user", text)])
+            out = {
+                **decision.explain(),
+                "sent": [{"role": m.role, "content": m.content} for m in decision.sent(decision.model)],
+            }
+            if as_json:
+                sys.stdout.write(json.dumps(out) + "\n")
+                sys.stdout.flush()
+            else:
+                console.print(f"[bold]{out['model']}[/] ({out['tier']}): {out['reason']}", highlight=False)
+                console.print(f"  scores {out['scores']}  pii {out['pii'] or 'none'}", highlight=False)
+    finally:
+        await pool.aclose()
 
 
 def main() -> None:

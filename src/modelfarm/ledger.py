@@ -7,6 +7,7 @@ crash; synchronous=NORMAL trades only power-loss durability for speed).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -33,6 +34,27 @@ CREATE TABLE IF NOT EXISTS requests (
     finish_reason   TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_created ON requests(created);
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id      TEXT PRIMARY KEY,
+    created         REAL NOT NULL,
+    policy          TEXT NOT NULL,      -- `auto`, `auto:cheap`, or `direct` for a concrete model
+    model           TEXT NOT NULL,      -- the model that served (after any fallback or escalation)
+    reason          TEXT NOT NULL,
+    candidates      TEXT NOT NULL,      -- JSON {model: score}
+    pii             TEXT NOT NULL,      -- JSON [entity kinds], never values
+    attempts        TEXT NOT NULL,      -- JSON [{model, outcome, ...}]
+    cost_saved_usd  REAL NOT NULL DEFAULT 0,
+    prompt          TEXT                -- the last user message, PII replaced by placeholders
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created     REAL NOT NULL,
+    request_id  TEXT,
+    prompt      TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    score       REAL NOT NULL,          -- quality in [0, 1]
+    source      TEXT NOT NULL           -- feedback | cascade
+);
 """
 
 
@@ -53,6 +75,28 @@ class RequestRecord:
     error_type: str | None = None
     finish_reason: str | None = None
     created: float = 0.0
+
+
+@dataclass(slots=True)
+class DecisionRecord:
+    request_id: str
+    policy: str
+    model: str
+    reason: str
+    candidates: dict[str, float]
+    pii: list[str]
+    attempts: list[dict[str, object]]
+    cost_saved_usd: float = 0.0
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    prompt: str
+    model: str
+    score: float
+    source: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +168,48 @@ class Ledger:
                    FROM requests WHERE created >= ? GROUP BY 1 ORDER BY 1""",
                 (since,),
             ).fetchall()
-        return [
-            ModelTotals(r[0], r[1], r[2] or 0, r[3] or 0, r[4] or 0, r[5] or 0.0, r[6] or 0.0) for r in rows
-        ]
+        return [ModelTotals(r[0], r[1], r[2] or 0, r[3] or 0, r[4] or 0, r[5] or 0.0, r[6] or 0.0) for r in rows]
+
+    def record_decision(self, d: DecisionRecord) -> None:
+        row = (
+            d.request_id,
+            time.time(),
+            d.policy,
+            d.model,
+            d.reason,
+            json.dumps(d.candidates),
+            json.dumps(d.pii),
+            json.dumps(d.attempts),
+            d.cost_saved_usd,
+            d.prompt,
+        )
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+
+    def decision(self, request_id: str) -> DecisionRecord | None:
+        with self._lock:
+            r = self._db.execute(
+                "SELECT request_id, policy, model, reason, candidates, pii, attempts, cost_saved_usd, prompt "
+                "FROM decisions WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+        if r is None:
+            return None
+        return DecisionRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), json.loads(r[6]), r[7], r[8])
+
+    def add_outcome(self, o: Outcome) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO outcomes (created, request_id, prompt, model, score, source) VALUES (?,?,?,?,?,?)",
+                (time.time(), o.request_id, o.prompt, o.model, o.score, o.source),
+            )
+
+    def outcomes(self) -> list[Outcome]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT prompt, model, score, source, request_id FROM outcomes ORDER BY id"
+            ).fetchall()
+        return [Outcome(*r) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -79,6 +79,8 @@ class ModelSpec(BaseModel):
     """USD per million prompt tokens (0 for local models)."""
     price_out: float = Field(default=0.0, ge=0)
     """USD per million generated tokens (0 for local models)."""
+    price_per_second: float = Field(default=0.0, ge=0)
+    """USD per second of compute while this model serves (what local hardware costs you)."""
     skills: Skills = Field(default_factory=Skills)
     max_concurrency: int = Field(default=0, ge=0, le=4096)
     """Requests served at once (0: 1 for llama_cpp, 32 otherwise)."""
@@ -140,9 +142,61 @@ class FarmSettings(BaseModel):
     """SQLite ledger file (default: ~/.local/share/modelfarm/ledger.db)."""
 
 
+PiiAction = Literal["block", "keep-local", "redact"]
+
+
+class PrivacySettings(BaseModel):
+    """What happens when a request carries PII or secrets (every path, `auto` or not)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    action: PiiAction = "keep-local"
+    """`block`: refuse (400); `keep-local`: only models cleared for it; `redact`: placeholders."""
+    cleared_tier: Tier = "local"
+    """The highest tier allowed to see PII: models above it never receive it."""
+    ner: bool = True
+    """Find names and places with spaCy's NER (patterns alone miss most of them)."""
+
+
+class PolicySpec(BaseModel):
+    """One routing policy: `[policies."auto"]`, `[policies."auto:cheap"]`, ..."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    candidates: list[str] | None = None
+    """Models this policy may pick (default: every chat model of the farm)."""
+    privacy: PiiAction | None = None
+    """Override the farm's privacy action for this policy."""
+    prefer: Literal["cheap", "quality"] = "cheap"
+    """Without a learned router: start from the cheapest candidate, or the strongest."""
+    skill_threshold: float = Field(default=0.45, ge=-1, le=1)
+    """Cosine similarity above which a specialist's skills claim a prompt."""
+    router: Path | None = None
+    """A learned router file (`modelfarm router train`), relative to the manifest."""
+    router_models: dict[str, str] = Field(default_factory=dict)
+    """The router's model names mapped to farm model names, when they differ."""
+    target_brain_share: float | None = Field(default=None, ge=0, le=1)
+    """Calibrate the router so this share of prompts goes to the strongest model."""
+    target_quality: float | None = Field(default=None, ge=0, le=1)
+    """Or: pick the cheapest model whose predicted quality reaches this."""
+    cascade: bool = False
+    """The chosen model answers first; a weak answer escalates to the next model up."""
+    cascade_min_logprob: float = Field(default=-1.0, le=0)
+    """Escalate when the answer's mean token log-probability is below this."""
+    fallback: bool = True
+    """On error, timeout or overload, try the next candidate the policy allows."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PolicySpec:
+        if self.target_brain_share is not None and self.target_quality is not None:
+            raise ValueError("give `target_brain_share` or `target_quality`, not both")
+        return self
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     farm: FarmSettings = Field(default_factory=FarmSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    policies: dict[str, PolicySpec] = Field(default_factory=dict)
+    """Routing policies by name; `auto` exists even when not declared."""
     models: list[ModelSpec] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)
     """The file this manifest was read from (None for the built-in default)."""
@@ -153,8 +207,22 @@ class Manifest(BaseModel):
         for i, m in enumerate(self.models):
             if m.name in seen:
                 raise ValueError(f"models[{i}]: the name {m.name!r} is used twice; names must be unique")
+            if m.name == "auto" or m.name.startswith("auto:"):
+                raise ValueError(f"models[{i}]: the name {m.name!r} is reserved for routing policies")
             seen.add(m.name)
+        chat = {m.name for m in self.models if m.backend != "embedding"}
+        for name, policy in self.policies.items():
+            if name != "auto" and not name.startswith("auto:"):
+                raise ValueError(f"policies.{name}: policy names are `auto` or start with `auto:`")
+            unknown = [c for c in (policy.candidates or []) + list(policy.router_models.values()) if c not in chat]
+            if unknown:
+                raise ValueError(f"policies.{name}: {unknown} are not chat models of this farm ({sorted(chat)})")
         return self
+
+    def policy(self, name: str) -> PolicySpec | None:
+        if name in self.policies:
+            return self.policies[name]
+        return PolicySpec() if name == "auto" else None
 
     def model(self, name: str) -> ModelSpec | None:
         return next((m for m in self.models if m.name == name), None)

@@ -19,6 +19,7 @@ from modelfarm.errors import FarmError, InvalidRequestError
 from modelfarm.ledger import Ledger, default_ledger_path
 from modelfarm.manifest import Manifest
 from modelfarm.models.pool import Pool
+from modelfarm.routing.router import Router
 from modelfarm.serve import wire
 from modelfarm.serve.auth import KeyRing
 from modelfarm.serve.errors import error_body, error_response
@@ -48,7 +49,8 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
     pool = Pool(manifest)
     ledger = Ledger(opts.ledger_path or manifest.farm.ledger or default_ledger_path())
     metrics = Metrics(pool)
-    service = Service(pool, ledger, metrics)
+    router = Router(manifest, pool)
+    service = Service(pool, ledger, metrics, router)
     keys = opts.keys if opts.keys is not None else KeyRing.from_sources()
 
     @contextlib.asynccontextmanager
@@ -63,7 +65,7 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
             ledger.close()
 
     app = FastAPI(title="modelfarm", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.pool, app.state.ledger, app.state.service = pool, ledger, service
+    app.state.pool, app.state.ledger, app.state.service, app.state.router = pool, ledger, service, router
 
     @app.exception_handler(FarmError)
     async def _farm_error(_: Request, exc: FarmError) -> Response:
@@ -93,8 +95,7 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
                 body = wire.parse(wire.ChatCompletionBody, raw)
                 rec.requested_model = body.model
                 if body.stream:
-                    events = await service.open_stream(body, rec, started)
-                    headers = service.headers(rec)
+                    events, headers = await service.open_stream(body, rec, started)
                     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
                 return _json(await service.complete(body, rec, started))
             emb = wire.parse(wire.EmbeddingBody, raw)
@@ -111,6 +112,12 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         return await _handle(request, "embeddings")
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        keys.check(request.headers.get("authorization"))
+        body = wire.parse(wire.FeedbackBody, await request.body())
+        return JSONResponse(service.feedback(body.id, body.score, body.model))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:

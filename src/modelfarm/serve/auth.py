@@ -40,9 +40,7 @@ class KeyRing:
         if not self._digests:
             return None
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise AuthenticationError(
-                "this farm needs an API key: send the header `Authorization: Bearer YOUR_KEY`"
-            )
+            raise AuthenticationError("this farm needs an API key: send the header `Authorization: Bearer YOUR_KEY`")
         digest = _digest(authorization[7:].strip())
         if digest not in self._digests:
             raise AuthenticationError("the API key is not valid for this farm")

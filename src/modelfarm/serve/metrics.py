@@ -21,9 +21,7 @@ class _PoolCollector(Collector):
         queue = GaugeMetricFamily("modelfarm_queue_depth", "Requests waiting for a model", labels=["model"])
         running = GaugeMetricFamily("modelfarm_running", "Requests being served", labels=["model"])
         loaded = GaugeMetricFamily("modelfarm_model_loaded", "1 if the model is loaded", labels=["model"])
-        memory = GaugeMetricFamily(
-            "modelfarm_model_memory_bytes", "Memory of loaded models", labels=["model"]
-        )
+        memory = GaugeMetricFamily("modelfarm_model_memory_bytes", "Memory of loaded models", labels=["model"])
         for s in self.pool.status():
             queue.add_metric([s.name], s.waiting)
             running.add_metric([s.name], s.running)
@@ -38,9 +36,7 @@ class Metrics:
         self.requests = Counter(
             "modelfarm_requests", "Requests answered", ["model", "endpoint", "status"], registry=self.registry
         )
-        self.tokens = Counter(
-            "modelfarm_tokens", "Tokens processed", ["model", "kind"], registry=self.registry
-        )
+        self.tokens = Counter("modelfarm_tokens", "Tokens processed", ["model", "kind"], registry=self.registry)
         self.latency = Histogram(
             "modelfarm_request_latency_seconds",
             "Request latency",

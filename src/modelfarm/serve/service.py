@@ -1,14 +1,15 @@
-"""Serving logic behind the HTTP glue: lease a model, run it, account for it.
+"""Serving logic behind the HTTP glue: decide, run, account.
 
-Every request, answered or refused, leaves one ledger row and one metrics observation.
-Streams take their first chunk before any byte is sent, so that errors found before
-generation starts (unknown model, overload, prompt too long) are proper HTTP errors;
-later errors are sent as an SSE `error` event and recorded.
+Every chat request goes through the router (a concrete model name skips the choice but not
+the privacy guard), then an `Execution` (cascade, fallback). Every request, answered or
+refused, leaves one ledger row and one metrics observation; routed requests also leave a
+decision row. Streams take their first chunk before any byte is sent, so that errors found
+before generation starts (unknown model, overload, prompt too long, PII blocked) are
+proper HTTP errors; later errors are sent as an SSE `error` event and recorded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
@@ -19,21 +20,25 @@ from typing import Any
 import anyio
 
 from modelfarm.errors import InvalidRequestError
-from modelfarm.ledger import Ledger, RequestRecord
+from modelfarm.ledger import DecisionRecord, Ledger, Outcome, RequestRecord
 from modelfarm.manifest import ModelSpec
 from modelfarm.models.pool import Pool
+from modelfarm.routing.decision import Decision
+from modelfarm.routing.execute import Execution
+from modelfarm.routing.router import Router, prompt_text
 from modelfarm.serve import wire
 from modelfarm.serve.errors import error_body, status_of, type_of
 from modelfarm.serve.metrics import Metrics
-from modelfarm.types import ChatChunk, Usage
+from modelfarm.types import ChatChunk, ChatResult, Usage
 
 CLIENT_CLOSED = 499  # nginx's status for "the client went away"
 
 
-def cost_usd(spec: ModelSpec | None, usage: Usage) -> float:
+def token_cost(spec: ModelSpec | None, tokens_in: int, tokens_out: int, seconds: float = 0.0) -> float:
+    """USD for one model's work: token prices plus its compute price per second."""
     if spec is None:
         return 0.0
-    return (usage.prompt_tokens * spec.price_in + usage.completion_tokens * spec.price_out) / 1e6
+    return (tokens_in * spec.price_in + tokens_out * spec.price_out) / 1e6 + seconds * spec.price_per_second
 
 
 @dataclass(slots=True)
@@ -42,17 +47,20 @@ class Served:
     headers: dict[str, str]
 
 
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")[:400]
+
+
 class Service:
-    def __init__(self, pool: Pool, ledger: Ledger, metrics: Metrics) -> None:
+    def __init__(self, pool: Pool, ledger: Ledger, metrics: Metrics, router: Router) -> None:
         self.pool = pool
         self.ledger = ledger
         self.metrics = metrics
+        self.router = router
 
     def new_record(self, endpoint: str, model: str | None, key_id: str | None) -> RequestRecord:
         prefix = "chatcmpl-" if endpoint == "chat" else "emb-"
-        return RequestRecord(
-            id=prefix + uuid.uuid4().hex, endpoint=endpoint, requested_model=model, key_id=key_id
-        )
+        return RequestRecord(id=prefix + uuid.uuid4().hex, endpoint=endpoint, requested_model=model, key_id=key_id)
 
     def finish(
         self,
@@ -64,6 +72,7 @@ class Service:
         ttft: float | None = None,
         status: int | None = None,
         error_type: str | None = None,
+        cost: float | None = None,
     ) -> None:
         """Write the ledger row and the metrics for one request (answered or not)."""
         rec.latency_ms = (time.perf_counter() - started) * 1000
@@ -75,7 +84,7 @@ class Service:
         if usage is not None:
             rec.tokens_in, rec.tokens_out = usage.prompt_tokens, usage.completion_tokens
             spec = self.pool.manifest.model(rec.served_model or "")
-            rec.cost_usd = cost_usd(spec, usage)
+            rec.cost_usd = cost if cost is not None else token_cost(spec, usage.prompt_tokens, usage.completion_tokens)
         rec.ttft_ms = ttft * 1000 if ttft is not None else None
         self.ledger.record(rec)
         self.metrics.observe(
@@ -88,55 +97,108 @@ class Service:
             ttft,
         )
 
-    def headers(self, rec: RequestRecord) -> dict[str, str]:
+    def headers(self, rec: RequestRecord, decision: Decision | None = None) -> dict[str, str]:
+        route = "direct" if decision is None else f"{decision.policy}; {decision.reason}"
         return {
             "x-modelfarm-model": rec.served_model or "",
-            "x-modelfarm-route": "direct",
+            "x-modelfarm-route": _ascii(route),
             "x-request-id": rec.id,
         }
+
+    # -- accounting of routed requests ----------------------------------------------------
+
+    def _learnable_prompt(self, decision: Decision) -> str | None:
+        """The prompt as the ledger may keep it: as sent, or with PII placeholders, or not at all."""
+        if not decision.pii:
+            return prompt_text(decision.messages)
+        return prompt_text(decision.redacted) if decision.redacted is not None else None
+
+    def _execution(self, decision: Decision, body: wire.ChatCompletionBody, rec: RequestRecord) -> Execution:
+        prompt = self._learnable_prompt(decision)
+
+        def escalated(model: str, _: ChatResult, why: str) -> None:
+            if prompt is not None:  # an escalation is a labelled outcome: this model fell short here
+                self.ledger.add_outcome(Outcome(prompt, model, 0.0, "cascade", rec.id))
+
+        return Execution(self.pool, self.router.breaker, decision, body.to_request(), on_escalate=escalated)
+
+    def _account(self, rec: RequestRecord, decision: Decision, exe: Execution) -> float:
+        """Record the decision; return the USD cost of every attempt."""
+        manifest = self.pool.manifest
+        cost = 0.0
+        for a in exe.attempts:
+            cost += token_cost(manifest.model(a.model), a.tokens_in, a.tokens_out, a.latency_ms / 1000)
+        chat = self.router.chat_models
+        saved = 0.0
+        served = next((a for a in reversed(exe.attempts) if a.outcome == "served"), None)
+        if chat and served is not None:
+            brain = chat[-1]
+            saved = token_cost(brain, served.tokens_in, served.tokens_out, served.latency_ms / 1000) - cost
+        self.ledger.record_decision(
+            DecisionRecord(
+                rec.id,
+                decision.policy,
+                exe.served or decision.model,
+                decision.reason,
+                decision.scores,
+                decision.pii,
+                [a.as_dict() for a in exe.attempts],
+                saved,
+                self._learnable_prompt(decision),
+            )
+        )
+        return cost
+
+    def _extra(self, decision: Decision, exe: Execution) -> dict[str, Any]:
+        return {**decision.explain(), "model": exe.served, "attempts": [a.as_dict() for a in exe.attempts]}
 
     # -- chat ---------------------------------------------------------------------------
 
     async def complete(self, body: wire.ChatCompletionBody, rec: RequestRecord, started: float) -> Served:
-        request = body.to_request()
-        self.pool.spec(body.model)
-        rec.served_model = body.model
-        async with self.pool.lease(body.model) as backend:
-            result = await backend.chat(request)
+        decision = await self.router.decide(body.model, body.to_request().messages)
+        exe = self._execution(decision, body, rec)
+        try:
+            result = await exe.complete()
+        finally:
+            rec.served_model = exe.served or decision.model
+            cost = self._account(rec, decision, exe)
         rec.finish_reason = result.finish_reason
-        self.finish(rec, started, usage=result.usage)
-        extra = {"model": body.model, "route": "direct"}
-        return Served(wire.completion(rec.id, body.model, result, extra), self.headers(rec))
+        self.finish(rec, started, usage=exe.usage, cost=cost)
+        served = exe.served or decision.model
+        body_out = wire.completion(rec.id, served, result, self._extra(decision, exe))
+        return Served(body_out, self.headers(rec, decision))
 
     async def open_stream(
         self, body: wire.ChatCompletionBody, rec: RequestRecord, started: float
-    ) -> AsyncIterator[bytes]:
+    ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
         """Start generating; raise here (before any byte is sent) if it cannot start."""
-        request = body.to_request()
-        self.pool.spec(body.model)
-        rec.served_model, rec.stream = body.model, True
-        stack = contextlib.AsyncExitStack()
+        decision = await self.router.decide(body.model, body.to_request().messages)
+        exe = self._execution(decision, body, rec)
+        rec.stream = True
+        chunks = exe.stream()
         try:
-            backend = await stack.enter_async_context(self.pool.lease(body.model))
-            chunks = backend.stream(request)
-            stack.push_async_callback(_aclose, chunks)
             first = await anext(chunks, None)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await stack.aclose()
+                await _aclose(chunks)
+                rec.served_model = exe.served or decision.model
+                self._account(rec, decision, exe)
             raise
+        rec.served_model = exe.served
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return self._sse(rec, started, stack, chunks, first, include_usage, request.logprobs)
+        events = self._sse(rec, started, chunks, first, include_usage, body.logprobs, decision, exe)
+        return events, self.headers(rec, decision)
 
     async def _sse(
         self,
         rec: RequestRecord,
         started: float,
-        stack: contextlib.AsyncExitStack,
         chunks: AsyncIterator[ChatChunk],
         first: ChatChunk | None,
         include_usage: bool,
         logprobs: bool,
+        decision: Decision,
+        exe: Execution,
     ) -> AsyncIterator[bytes]:
         model, created = rec.served_model or "", int(time.time())
         ttft: float | None = None
@@ -159,7 +221,9 @@ class Service:
                 piece = await anext(chunks, None)
             if include_usage:
                 yield _event(wire.usage_chunk(rec.id, created, model, usage or Usage()))
-            self.finish(rec, started, usage=usage, ttft=ttft)
+            self._fill_stream_attempt(exe, usage)
+            cost = self._account(rec, decision, exe)
+            self.finish(rec, started, usage=exe.usage, ttft=ttft, cost=cost)
             recorded = True
             yield b"data: [DONE]\n\n"
         except (anyio.get_cancelled_exc_class(), GeneratorExit) as exc:
@@ -167,16 +231,47 @@ class Service:
             raise
         except Exception as exc:
             error = exc
-            body = error_body(getattr(exc, "message", "internal error"), "server_error", type_of(exc))
-            yield _event(body)
+            yield _event(error_body(getattr(exc, "message", "internal error"), "server_error", type_of(exc)))
         finally:
             with anyio.CancelScope(shield=True):
-                await stack.aclose()
+                await _aclose(chunks)
                 if not recorded:
+                    self._fill_stream_attempt(exe, usage)
+                    cost = self._account(rec, decision, exe)
                     kind = "client_disconnected" if status == CLIENT_CLOSED else None
                     self.finish(
-                        rec, started, error=error, usage=usage, ttft=ttft, status=status, error_type=kind
+                        rec,
+                        started,
+                        error=error,
+                        usage=usage,
+                        ttft=ttft,
+                        status=status,
+                        error_type=kind,
+                        cost=cost,
                     )
+
+    @staticmethod
+    def _fill_stream_attempt(exe: Execution, usage: Usage | None) -> None:
+        last = exe.attempts[-1] if exe.attempts else None
+        if last is not None and usage is not None and last.tokens_in == 0:
+            last.tokens_in = usage.prompt_tokens
+            last.tokens_out = usage.completion_tokens
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def feedback(self, request_id: str, score: float, model: str | None) -> dict[str, Any]:
+        """A client's judgement of an answer becomes a labelled outcome for retraining."""
+        decision = self.ledger.decision(request_id)
+        if decision is None:
+            raise InvalidRequestError(f"no routed request with id {request_id!r} in the ledger", param="id")
+        if decision.prompt is None:
+            raise InvalidRequestError(
+                "that request carried PII that was not redacted, so its prompt was not kept; it cannot be learned from",
+                param="id",
+            )
+        served = model or decision.model
+        self.ledger.add_outcome(Outcome(decision.prompt, served, score, "feedback", request_id))
+        return {"id": request_id, "model": served, "score": score, "recorded": True}
 
     # -- embeddings -----------------------------------------------------------------------
 
@@ -193,7 +288,7 @@ class Service:
 
 
 async def _aclose(iterator: AsyncIterator[ChatChunk]) -> None:
-    """Close a backend's stream so that it stops generating (async generators have aclose)."""
+    """Close a stream so that it stops generating (async generators have aclose)."""
     close = getattr(iterator, "aclose", None)
     if close is not None:
         await close()

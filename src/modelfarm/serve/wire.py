@@ -104,6 +104,18 @@ class EmbeddingBody(BaseModel):
         return texts
 
 
+class FeedbackBody(BaseModel):
+    """`POST /v1/feedback`: how good an answer was, to retrain the router."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    """The `id` of the chat completion being judged."""
+    score: float = Field(ge=0, le=1)
+    """Quality of the answer, 0 (wrong) to 1 (right)."""
+    model: str | None = None
+    """The model judged (default: the one that served)."""
+
+
 def parse(model: type[_M], raw: bytes) -> _M:
     """Validate a JSON body; the first problem becomes a 400 that names the field."""
     try:
@@ -127,9 +139,7 @@ def _logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
                 "token": lp.token,
                 "logprob": lp.logprob,
                 "bytes": list(lp.token.encode("utf-8")),
-                "top_logprobs": [
-                    {"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))} for t, v in lp.top
-                ],
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))} for t, v in lp.top],
             }
             for lp in items
         ]
@@ -203,9 +213,7 @@ def usage_chunk(rid: str, created: int, model: str, usage: Usage) -> dict[str, A
     }
 
 
-def embeddings(
-    model: str, vectors: list[list[float]], tokens: int, encoding: str = "float"
-) -> dict[str, Any]:
+def embeddings(model: str, vectors: list[list[float]], tokens: int, encoding: str = "float") -> dict[str, Any]:
     def encode(v: list[float]) -> list[float] | str:
         if encoding == "base64":  # little-endian float32, as OpenAI sends it (the SDK's default)
             return base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii")
