@@ -184,7 +184,7 @@ class Router:
             vec = (await self.embed([prompt]))[0]
             sims = (await self._skill_index()).scores(vec)
             matched = [m for m in specialists if sims.get(m.name, -1.0) >= policy.skill_threshold]
-            scores = {m.name: sims.get(m.name, 0.0) for m in candidates if m.name in sims}
+            scores = {m.name: sims.get(m.name, 0.0) for m in candidates}  # no skills declared: 0
             if matched:
                 best = max(matched, key=lambda m: sims[m.name])
                 others = [m for m in candidates if m.role != "specialist"]
