@@ -129,9 +129,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, farm_toml: str) -> Iterato
     gw.stop()
 
 
-def run_cli(
-    *args: str, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `modelfarm` command."""
     return subprocess.run(
         [sys.executable, "-m", "modelfarm", *args],

@@ -26,9 +26,7 @@ def relay(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         '[[models]]\nname = "relay-emb"\nbackend = "openai"\n'
         f'base_url = "{gateway.base_url}"\nremote_model = "minilm"\n'
     )
-    gw = start_gateway(
-        parse_manifest(text, source=root / "farm.toml"), root / "ledger.db", KeyRing(["k-good"])
-    )
+    gw = start_gateway(parse_manifest(text, source=root / "farm.toml"), root / "ledger.db", KeyRing(["k-good"]))
     yield gw
     gw.stop()
 

@@ -66,9 +66,7 @@ def test_chunked_packages_assemble_once(tmp_path: Path, monkeypatch: pytest.Monk
     assert resolve(_spec(text), tmp_path, cache) == path and path.stat().st_mtime_ns == mtime
 
 
-def test_chunked_packages_with_a_bad_chunk_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chunked_packages_with_a_bad_chunk_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _chunk_packages(tmp_path / "site", [b"one", b"tw0"])
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     digest = hashlib.sha256(b"onetwo").hexdigest()

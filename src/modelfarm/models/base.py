@@ -53,6 +53,4 @@ class EmbeddingOnly(Backend):
     """Base for embedding models: chat requests are refused with a clear error."""
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        raise InvalidRequestError(
-            f"model {self.name!r} is an embedding model; use POST /v1/embeddings", param="model"
-        )
+        raise InvalidRequestError(f"model {self.name!r} is an embedding model; use POST /v1/embeddings", param="model")

@@ -70,9 +70,7 @@ def prepare(
 
         return Prepared(
             estimate,
-            lambda: OnnxEmbeddingBackend(
-                spec.name, path, tokenizer, max_tokens=spec.context_length, threads=n_threads
-            ),
+            lambda: OnnxEmbeddingBackend(spec.name, path, tokenizer, max_tokens=spec.context_length, threads=n_threads),
         )
 
     from modelfarm.models.llama import LlamaCppBackend

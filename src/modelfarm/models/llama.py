@@ -68,8 +68,7 @@ class LlamaCppBackend(Backend):
             fn = getattr(llama_chat_format, "format_" + chat_format.replace("-", "_"), None)
             if fn is None:
                 raise BackendUnavailableError(
-                    f"model {name!r}: unknown chat_format {chat_format!r}; remove it to use the "
-                    "GGUF's own template"
+                    f"model {name!r}: unknown chat_format {chat_format!r}; remove it to use the GGUF's own template"
                 )
             self._formatter: Callable[..., Any] = fn
         elif template:
@@ -90,9 +89,7 @@ class LlamaCppBackend(Backend):
         result = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
         stops = result.stop or []
         stops = [stops] if isinstance(stops, str) else list(stops)
-        tokens = self._llm.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
+        tokens = self._llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         return tokens, stops
 
     def _grammar(self, response_format: dict[str, Any] | None) -> Any:
@@ -120,9 +117,7 @@ class LlamaCppBackend(Backend):
 
     # -- generation (worker thread) -------------------------------------------------------
 
-    def _generate(
-        self, request: ChatRequest, emit: Callable[[object], None], cancel: threading.Event
-    ) -> None:
+    def _generate(self, request: ChatRequest, emit: Callable[[object], None], cancel: threading.Event) -> None:
         try:
             with self._lock:
                 self._generate_locked(request, emit, cancel)
@@ -131,9 +126,7 @@ class LlamaCppBackend(Backend):
         finally:
             emit(_END)
 
-    def _generate_locked(
-        self, request: ChatRequest, emit: Callable[[object], None], cancel: threading.Event
-    ) -> None:
+    def _generate_locked(self, request: ChatRequest, emit: Callable[[object], None], cancel: threading.Event) -> None:
         llm = self._llm
         tokens, template_stops = self.prompt_tokens(request.messages)
         n_prompt = len(tokens)
@@ -213,9 +206,7 @@ class LlamaCppBackend(Backend):
         if top:
             best = np.argpartition(-logp, top)[:top]
             best = best[np.argsort(-logp[best])]
-            alts = tuple(
-                (self._llm.detokenize([int(t)]).decode("utf-8", "replace"), float(logp[t])) for t in best
-            )
+            alts = tuple((self._llm.detokenize([int(t)]).decode("utf-8", "replace"), float(logp[t])) for t in best)
         return TokenLogprob(piece.decode("utf-8", "replace"), float(logp[token]), alts)
 
     # -- async surface --------------------------------------------------------------------

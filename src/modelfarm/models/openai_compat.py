@@ -70,9 +70,7 @@ class OpenAIBackend(Backend):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _send(
-        self, body: dict[str, Any], stream: bool, path: str = "chat/completions"
-    ) -> httpx.Response:
+    async def _send(self, body: dict[str, Any], stream: bool, path: str = "chat/completions") -> httpx.Response:
         for attempt in range(_CONNECT_RETRIES + 1):
             try:
                 req = self._client.build_request("POST", path, json=body)

@@ -191,11 +191,7 @@ class Pool:
             )
         async with self._evict_lock:
             while self.memory_used + need > self.budget_bytes:
-                idle = [
-                    s
-                    for s in self._models.values()
-                    if s.backend is not None and s.running == 0 and s is not slot
-                ]
+                idle = [s for s in self._models.values() if s.backend is not None and s.running == 0 and s is not slot]
                 if not idle:
                     raise BackendUnavailableError(
                         f"no memory for model {slot.spec.name!r} (needs {need // _MIB} MiB; "
