@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from modelfarm.routing.privacy import PrivacyGuard
 
 _ROLE_RANK = {"micro": 0, "specialist": 1, "brain": 2}
+ROUTE_CHARS = 600
+"""The router reads the head of a long prompt (~130 tokens): what the task is shows early, and
+the encoder's cost grows with length (a 500-token prompt took ~10x a 20-token one)."""
 
 
 def cost_key(spec: ModelSpec, index: int) -> tuple[float, int, int]:
@@ -176,12 +179,13 @@ class Router:
 
         scores: dict[str, float] = {}
         prompt = prompt_text(messages)
+        head = prompt[:ROUTE_CHARS]
         vec: np.ndarray | None = None
 
         # 2. skills: specialists whose skills match compete; otherwise the general models do
         specialists = [m for m in candidates if m.role == "specialist" and SkillIndex.texts(m)]
         if specialists and self._embedder is not None and len(candidates) > 1:
-            vec = (await self.embed([prompt]))[0]
+            vec = (await self.embed([head]))[0]
             sims = (await self._skill_index()).scores(vec)
             matched = [m for m in specialists if sims.get(m.name, -1.0) >= policy.skill_threshold]
             scores = {m.name: sims.get(m.name, 0.0) for m in candidates}  # no skills declared: 0
@@ -208,7 +212,7 @@ class Router:
         # 3. learned quality: the cheapest model predicted to answer well enough
         if policy.router is not None and len(candidates) > 1:
             if vec is None:
-                vec = (await self.embed([prompt]))[0]
+                vec = (await self.embed([head]))[0]
             pick, scores, why = self._learned_pick(policy, candidates, vec, prompt)
             notes.append(why)
             return self._finish(
