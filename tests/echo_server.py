@@ -61,7 +61,9 @@ class EchoServer:
                     "id": "echo",
                     "object": "chat.completion",
                     "model": body.get("model", "echo"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
                     "usage": usage,
                 }
             )

@@ -111,7 +111,9 @@ def test_cascade_streaming_serves_the_escalated_answer(routed: Gateway) -> None:
     ) as response:
         assert response.headers["x-modelfarm-model"] == "big"
         text = "".join(
-            (e.choices[0].delta.content or "") for e in response.parse() if e.choices  # type: ignore[attr-defined]
+            (e.choices[0].delta.content or "")
+            for e in response.parse()
+            if e.choices  # type: ignore[attr-defined]
         )
     assert text.strip()
 
@@ -149,7 +151,10 @@ def test_route_cli_explains_without_generating(routed: Gateway, tmp_path_factory
     farm.write_text(routing_farm(routed, 1))
     prompts = farm.parent / "prompts.jsonl"
     prompts.write_text(
-        json.dumps({"prompt": "Write a Python function that parses a date."}) + "\n" + json.dumps({"prompt": "Hi!"}) + "\n"
+        json.dumps({"prompt": "Write a Python function that parses a date."})
+        + "\n"
+        + json.dumps({"prompt": "Hi!"})
+        + "\n"
     )
     done = run_cli("route", "--farm", str(farm), "--policy", "auto:skills", "--json", "--file", str(prompts))
     assert done.returncode == 0, done.stderr

@@ -80,9 +80,7 @@ def test_a_concrete_public_model_name_does_not_skip_the_guard(guarded: Gateway, 
     client = _client(guarded)
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as info:
-            client.chat.completions.create(
-                model="cloud", messages=[{"role": "user", "content": ASK}], stream=stream
-            )
+            client.chat.completions.create(model="cloud", messages=[{"role": "user", "content": ASK}], stream=stream)
         message = info.value.response.json()["error"]["message"]
         assert "EMAIL_ADDRESS" in message and EMAIL not in message
     assert echo.received == []

@@ -19,6 +19,7 @@ from modelfarm.errors import FarmError
 from modelfarm.ledger import Ledger, default_ledger_path
 from modelfarm.manifest import Manifest, example_manifest_text, load_manifest, parse_duration
 from modelfarm.models.factory import prepare
+from modelfarm.routing.learned.cli import app as router_app
 from modelfarm.sources import default_cache_dir
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(router_app, name="router", help="Train, score and evaluate learned quality routers.")
 console = Console()
 err = Console(stderr=True)
 

@@ -70,7 +70,10 @@ def prepare(
 
         return Prepared(
             estimate,
-            lambda: OnnxEmbeddingBackend(spec.name, path, tokenizer, max_tokens=spec.context_length, threads=n_threads),
+            # one intra-op thread: one sentence ran 2.5x slower on two (thread hand-offs)
+            lambda: OnnxEmbeddingBackend(
+                spec.name, path, tokenizer, max_tokens=spec.context_length, threads=spec.threads or 1
+            ),
         )
 
     from modelfarm.models.llama import LlamaCppBackend

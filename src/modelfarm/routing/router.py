@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from modelfarm.routing.privacy import PrivacyGuard
 
 _ROLE_RANK = {"micro": 0, "specialist": 1, "brain": 2}
+DEFAULT_BRAIN_SHARE = 0.3
+"""A learned policy with no target sends about this share of prompts to the strongest model."""
 ROUTE_CHARS = 600
 """The router reads the head of a long prompt (~130 tokens): what the task is shows early, and
 the encoder's cost grows with length (a 500-token prompt took ~10x a 20-token one)."""
@@ -57,6 +59,7 @@ class Router:
         self._embedder = next((m.name for m in manifest.models if m.backend == "embedding"), None)
         self._skills: SkillIndex | None = None
         self._learned: dict[Path, QualityRouter] = {}
+        self._targets: dict[tuple[int, float | None, float | None], float] = {}
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -231,7 +234,11 @@ class Router:
 
         # 4. cost: the cheapest (or the strongest) remaining candidate
         pick = candidates[0] if policy.prefer == "cheap" else candidates[-1]
-        notes.append(("cheapest" if policy.prefer == "cheap" else "strongest") + " candidate" + (" (cascade escalates weak answers)" if policy.cascade else ""))
+        notes.append(
+            ("cheapest" if policy.prefer == "cheap" else "strongest")
+            + " candidate"
+            + (" (cascade escalates weak answers)" if policy.cascade else "")
+        )
         rank = {m.name: float(len(candidates) - i) for i, m in enumerate(candidates)}
         return self._finish(
             policy_name,
@@ -259,11 +266,22 @@ class Router:
             raise BackendUnavailableError(
                 f"the learned router knows {names}, none of which is a candidate; set router_models"
             )
-        target = router.target(share=policy.target_brain_share, quality=policy.target_quality)
+        target = self._target(policy, router)
         ranked = [m for m in candidates if m.name in scores]  # cheapest first
         pick = next((m for m in ranked if scores[m.name] >= target), ranked[-1])
         why = f"learned: {pick.name} predicted {scores[pick.name]:.2f} (target {target:.2f})"
         return pick, scores, why
+
+    def _target(self, policy: PolicySpec, router: QualityRouter) -> float:
+        """The quality bar, calibrated once per policy on the router's out-of-fold predictions."""
+        key = (id(router), policy.target_brain_share, policy.target_quality)
+        if key not in self._targets:
+            if policy.target_quality is not None:
+                self._targets[key] = router.calibrate_quality(router.calibration, policy.target_quality)
+            else:
+                share = DEFAULT_BRAIN_SHARE if policy.target_brain_share is None else policy.target_brain_share
+                self._targets[key] = router.calibrate_share(router.calibration, share)
+        return self._targets[key]
 
     def _finish(
         self,
