@@ -10,6 +10,8 @@ wall time. Generation is greedy (temperature 0, fixed seed) so that runs repeat.
 Usage: python benchmarks/routing_default_farm.py [--policies small,brain,auto] [--json]
 """
 
+# ruff: noqa: E501  (the prompt sets read better one case a line)
+
 from __future__ import annotations
 
 import argparse
@@ -44,14 +46,37 @@ EASY = [
     Case("What do bees make? Answer with one word.", "honey"),
 ]
 HARD = [
-    Case("A shop sells pens at 3 dollars each. Tom buys 7 pens and pays with a 50 dollar bill. How much change does he get? End with the number.", "29"),
-    Case("Anna has 12 apples. She gives a third of them to Ben and then buys 5 more. How many apples does she have now? End with the number.", "13"),
-    Case("A train travels 60 km per hour for 2.5 hours. How many km does it travel? End with the number.", "150"),
-    Case("A class has 24 students. Three quarters of them passed the exam. How many students failed? End with the number.", "6"),
-    Case("A book costs 18 dollars. It is on sale for one third off. What is the sale price in dollars? End with the number.", "12"),
-    Case("Sam saves 15 dollars every week. How many weeks does he need to save 240 dollars? End with the number.", "16"),
-    Case("A rectangle is 9 cm long and 4 cm wide. What is its perimeter in cm? End with the number.", "26"),
-    Case("There are 5 boxes with 14 pencils each. 23 pencils are given away. How many pencils are left? End with the number.", "47"),
+    Case(
+        "A shop sells pens at 3 dollars each. Tom buys 7 pens and pays with a 50 dollar bill. How much change does he get? Answer with a number.",
+        "29",
+    ),
+    Case(
+        "Anna has 12 apples. She gives a third of them to Ben and then buys 5 more. How many apples does she have now? Answer with a number.",
+        "13",
+    ),
+    Case(
+        "A train travels 60 km per hour for 2.5 hours. How many km does it travel? Answer with a number.",
+        "150",
+    ),
+    Case(
+        "A class has 24 students. Three quarters of them passed the exam. How many students failed? Answer with a number.",
+        "6",
+    ),
+    Case(
+        "A book costs 18 dollars. It is on sale for one third off. What is the sale price in dollars? Answer with a number.",
+        "12",
+    ),
+    Case(
+        "Sam saves 15 dollars every week. How many weeks does he need to save 240 dollars? Answer with a number.", "16"
+    ),
+    Case(
+        "A rectangle is 9 cm long and 4 cm wide. What is its perimeter in cm? Answer with a number.",
+        "26",
+    ),
+    Case(
+        "There are 5 boxes with 14 pencils each. 23 pencils are given away. How many pencils are left? Answer with a number.",
+        "47",
+    ),
 ]
 
 

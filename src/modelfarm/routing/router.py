@@ -214,8 +214,8 @@ class Router:
 
         # 3. learned quality: the cheapest model predicted to answer well enough
         if policy.router is not None and len(candidates) > 1:
-            if vec is None:
-                vec = (await self.embed([head]))[0]
+            if vec is None or len(prompt) > ROUTE_CHARS:  # learned routers were trained on whole prompts
+                vec = (await self.embed([prompt]))[0]
             pick, scores, why = self._learned_pick(policy, candidates, vec, prompt)
             notes.append(why)
             return self._finish(
