@@ -117,7 +117,11 @@ class Execution:
             self.breaker.success(name)
             self._count(result.usage)
             attempt = Attempt(
-                name, "served", "", (time.perf_counter() - started) * 1000, result.usage.completion_tokens
+                name,
+                "served",
+                latency_ms=(time.perf_counter() - started) * 1000,
+                tokens_out=result.usage.completion_tokens,
+                tokens_in=result.usage.prompt_tokens,
             )
             if cascade_step and (why := weakness(result, self.decision.cascade_min_logprob)):
                 attempt.outcome, attempt.detail = "escalated", why
@@ -168,7 +172,11 @@ class Execution:
                 self.breaker.success(name)
                 self._count(result.usage)
                 attempt = Attempt(
-                    name, "served", "", (time.perf_counter() - started) * 1000, result.usage.completion_tokens
+                    name,
+                    "served",
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    tokens_out=result.usage.completion_tokens,
+                    tokens_in=result.usage.prompt_tokens,
                 )
                 why = weakness(result, self.decision.cascade_min_logprob)
                 if why:
