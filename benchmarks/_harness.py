@@ -35,9 +35,7 @@ def free_port() -> int:
 class Server:
     """A subprocess in its own process group, with its output in a log file."""
 
-    def __init__(
-        self, name: str, argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = log
@@ -89,10 +87,8 @@ class Server:
             if self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    pass
             # Workers may outlive the leader: kill the group in any case.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
@@ -138,6 +134,109 @@ def group_cpu_seconds(pgid: int) -> float:
         if int(entry) == pgid:
             ticks += int(fields[13]) + int(fields[14])
     return ticks / _CLK_TCK
+
+
+def _system_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from the first line of /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def _own_cpu_seconds() -> float:
+    """CPU of this process and of every child it has reaped (and their reaped children)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def busy_fraction(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU in use by anything over the next `seconds`."""
+    busy0, total0 = _system_ticks()
+    time.sleep(seconds)
+    busy1, total1 = _system_ticks()
+    return (busy1 - busy0) / max(total1 - total0, 1)
+
+
+def wait_quiet(limit: float, max_wait: float, emit: bool = True) -> float:
+    """Wait (at most `max_wait` s) until the machine's CPU use is under `limit`; return the last reading."""
+    deadline = time.monotonic() + max_wait
+    said = False
+    while True:
+        busy = busy_fraction(1.0)
+        if busy <= limit or time.monotonic() >= deadline:
+            break
+        if emit and not said:
+            eprint(f"machine busy ({busy:.0%} CPU in use by other processes); waiting up to {max_wait:.0f} s ...")
+            said = True
+    if emit and busy > limit:
+        eprint(f"warning: the machine is still busy ({busy:.0%} CPU in use by others); going on, results are noisy")
+    return busy
+
+
+class Disturbance:
+    """CPU used by other processes while a measurement runs, as a share of the whole machine.
+
+    Ours: this process (all its threads), the children it has reaped (load generators), and the
+    process groups of `servers`. Everything else busy on the machine counts as a disturbance.
+    """
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = list(servers)
+        self._busy0, self._total0 = _system_ticks()
+        self._ours0 = self._ours()
+
+    def _ours(self) -> float:
+        return _own_cpu_seconds() + sum(s.cpu_seconds() for s in self.servers)
+
+    def share(self) -> float:
+        busy1, total1 = _system_ticks()
+        ours = (self._ours() - self._ours0) * _CLK_TCK
+        return max(0.0, (busy1 - self._busy0) - ours) / max(total1 - self._total0, 1)
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so that `finally` blocks stop the servers."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def git_state() -> str | None:
+    """The checkout's commit, with `+dirty` when src/ has uncommitted changes (None outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def noise_note(shares: Sequence[float], reruns: int, limit: float) -> str:
+    """One line on how much other processes used the machine during the measurements that were kept."""
+    if not shares:
+        return "no measurements kept"
+    worst = max(shares)
+    note = (
+        f"other processes during the kept measurements: median {median(shares):.0%}, max {worst:.0%} "
+        f"of the machine; {reruns} measurement(s) re-run because others took more than {limit:.0%}"
+    )
+    return note + ("  (WARNING: some kept measurements were disturbed)" if worst > limit else "")
 
 
 def median(values: Sequence[float]) -> float:
