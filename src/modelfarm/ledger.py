@@ -110,6 +110,16 @@ class ModelTotals:
     mean_latency_ms: float
 
 
+_INSERT_DECISION = "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)"
+
+
+def _decision_row(d: DecisionRecord) -> tuple[object, ...]:
+    return (
+        d.request_id, time.time(), d.policy, d.model, d.reason, json.dumps(d.candidates),
+        json.dumps(d.pii), json.dumps(d.attempts), d.cost_saved_usd, d.prompt,
+    )  # fmt: skip
+
+
 def default_ledger_path() -> Path:
     return Path(os.environ.get("MODELFARM_LEDGER", "~/.local/share/modelfarm/ledger.db")).expanduser()
 
@@ -132,13 +142,24 @@ class Ledger:
         marks = ", ".join("?" for _ in self._columns)
         self._insert = f"INSERT OR REPLACE INTO requests ({names}) VALUES ({marks})"
 
-    def record(self, rec: RequestRecord) -> None:
+    def record(self, rec: RequestRecord, decision: DecisionRecord | None = None) -> None:
+        """Write a request row (and its routing decision) in one transaction: one commit."""
         if not rec.created:
             rec.created = time.time()
         row = asdict(rec)
         row["stream"] = int(rec.stream)
         with self._lock:
-            self._db.execute(self._insert, [row[c] for c in self._columns])
+            if decision is None:
+                self._db.execute(self._insert, [row[c] for c in self._columns])
+                return
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(self._insert, [row[c] for c in self._columns])
+                self._db.execute(_INSERT_DECISION, _decision_row(decision))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def recent(self, limit: int = 20) -> list[RequestRecord]:
         with self._lock:
@@ -171,20 +192,8 @@ class Ledger:
         return [ModelTotals(r[0], r[1], r[2] or 0, r[3] or 0, r[4] or 0, r[5] or 0.0, r[6] or 0.0) for r in rows]
 
     def record_decision(self, d: DecisionRecord) -> None:
-        row = (
-            d.request_id,
-            time.time(),
-            d.policy,
-            d.model,
-            d.reason,
-            json.dumps(d.candidates),
-            json.dumps(d.pii),
-            json.dumps(d.attempts),
-            d.cost_saved_usd,
-            d.prompt,
-        )
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+            self._db.execute(_INSERT_DECISION, _decision_row(d))
 
     def decision(self, request_id: str) -> DecisionRecord | None:
         with self._lock:

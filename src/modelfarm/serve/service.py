@@ -73,6 +73,7 @@ class Service:
         status: int | None = None,
         error_type: str | None = None,
         cost: float | None = None,
+        decision: DecisionRecord | None = None,
     ) -> None:
         """Write the ledger row and the metrics for one request (answered or not)."""
         rec.latency_ms = (time.perf_counter() - started) * 1000
@@ -86,7 +87,7 @@ class Service:
             spec = self.pool.manifest.model(rec.served_model or "")
             rec.cost_usd = cost if cost is not None else token_cost(spec, usage.prompt_tokens, usage.completion_tokens)
         rec.ttft_ms = ttft * 1000 if ttft is not None else None
-        self.ledger.record(rec)
+        self.ledger.record(rec, decision)
         self.metrics.observe(
             rec.served_model or rec.requested_model or "?",
             rec.endpoint,
@@ -122,8 +123,8 @@ class Service:
 
         return Execution(self.pool, self.router.breaker, decision, body.to_request(), on_escalate=escalated)
 
-    def _account(self, rec: RequestRecord, decision: Decision, exe: Execution) -> float:
-        """Record the decision; return the USD cost of every attempt."""
+    def _account(self, rec: RequestRecord, decision: Decision, exe: Execution) -> tuple[float, DecisionRecord]:
+        """The USD cost of every attempt, and the decision row to write with the request row."""
         manifest = self.pool.manifest
         cost = 0.0
         for a in exe.attempts:
@@ -134,20 +135,11 @@ class Service:
         if chat and served is not None:
             brain = chat[-1]
             saved = token_cost(brain, served.tokens_in, served.tokens_out, served.latency_ms / 1000) - cost
-        self.ledger.record_decision(
-            DecisionRecord(
-                rec.id,
-                decision.policy,
-                exe.served or decision.model,
-                decision.reason,
-                decision.scores,
-                decision.pii,
-                [a.as_dict() for a in exe.attempts],
-                saved,
-                self._learnable_prompt(decision),
-            )
-        )
-        return cost
+        row = DecisionRecord(
+            rec.id, decision.policy, exe.served or decision.model, decision.reason, decision.scores,
+            decision.pii, [a.as_dict() for a in exe.attempts], saved, self._learnable_prompt(decision),
+        )  # fmt: skip
+        return cost, row
 
     def _extra(self, decision: Decision, exe: Execution) -> dict[str, Any]:
         return {**decision.explain(), "model": exe.served, "attempts": [a.as_dict() for a in exe.attempts]}
@@ -159,11 +151,14 @@ class Service:
         exe = self._execution(decision, body, rec)
         try:
             result = await exe.complete()
-        finally:
+        except BaseException:
             rec.served_model = exe.served or decision.model
-            cost = self._account(rec, decision, exe)
+            self.ledger.record_decision(self._account(rec, decision, exe)[1])  # the request row: by the caller
+            raise
+        rec.served_model = exe.served or decision.model
+        cost, row = self._account(rec, decision, exe)
         rec.finish_reason = result.finish_reason
-        self.finish(rec, started, usage=exe.usage, cost=cost)
+        self.finish(rec, started, usage=exe.usage, cost=cost, decision=row)
         served = exe.served or decision.model
         body_out = wire.completion(rec.id, served, result, self._extra(decision, exe))
         return Served(body_out, self.headers(rec, decision))
@@ -182,7 +177,7 @@ class Service:
             with anyio.CancelScope(shield=True):
                 await _aclose(chunks)
                 rec.served_model = exe.served or decision.model
-                self._account(rec, decision, exe)
+                self.ledger.record_decision(self._account(rec, decision, exe)[1])
             raise
         rec.served_model = exe.served
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -222,8 +217,8 @@ class Service:
             if include_usage:
                 yield _event(wire.usage_chunk(rec.id, created, model, usage or Usage()))
             self._fill_stream_attempt(exe, usage)
-            cost = self._account(rec, decision, exe)
-            self.finish(rec, started, usage=exe.usage, ttft=ttft, cost=cost)
+            cost, row = self._account(rec, decision, exe)
+            self.finish(rec, started, usage=exe.usage, ttft=ttft, cost=cost, decision=row)
             recorded = True
             yield b"data: [DONE]\n\n"
         except (anyio.get_cancelled_exc_class(), GeneratorExit) as exc:
@@ -237,7 +232,7 @@ class Service:
                 await _aclose(chunks)
                 if not recorded:
                     self._fill_stream_attempt(exe, usage)
-                    cost = self._account(rec, decision, exe)
+                    cost, row = self._account(rec, decision, exe)
                     kind = "client_disconnected" if status == CLIENT_CLOSED else None
                     self.finish(
                         rec,
@@ -248,6 +243,7 @@ class Service:
                         status=status,
                         error_type=kind,
                         cost=cost,
+                        decision=row,
                     )
 
     @staticmethod
