@@ -106,37 +106,45 @@ class Execution:
         for name, cascade_step in self._plan():
             if last_error is not None and not self._can_fallback() and kept is None:
                 break
-            started = time.perf_counter()
             try:
-                async with self.pool.lease(name) as backend:
-                    result = await backend.chat(self._request_for(name, cascade_step))
+                attempt, result = await self._whole(name, cascade_step)
             except SystemError_ as exc:
-                self._fail(name, exc, started)
                 last_error = exc
                 continue
-            self.breaker.success(name)
-            self._count(result.usage)
-            attempt = Attempt(
-                name,
-                "served",
-                latency_ms=(time.perf_counter() - started) * 1000,
-                tokens_out=result.usage.completion_tokens,
-                tokens_in=result.usage.prompt_tokens,
-            )
-            if cascade_step and (why := weakness(result, self.decision.cascade_min_logprob)):
-                attempt.outcome, attempt.detail = "escalated", why
-                self.attempts.append(attempt)
-                if self.on_escalate:
-                    self.on_escalate(name, result, why)
+            if attempt.outcome == "escalated":
                 kept = (name, result)
                 continue
-            self.attempts.append(attempt)
             return self._deliver(name, result)
         if kept is not None:  # every stronger model failed: the weak answer beats none
             name, result = kept
             self.attempts.append(Attempt(name, "served", "stronger models failed; kept this answer"))
             return self._deliver(name, result)
         raise self._exhausted(last_error)
+
+    async def _whole(self, name: str, cascade_step: bool) -> tuple[Attempt, ChatResult]:
+        """One model's whole answer, checked if it is a cascade step; the attempt is recorded."""
+        started = time.perf_counter()
+        try:
+            async with self.pool.lease(name) as backend:
+                result = await backend.chat(self._request_for(name, cascade_step))
+        except SystemError_ as exc:
+            self._fail(name, exc, started)
+            raise
+        self.breaker.success(name)
+        self._count(result.usage)
+        attempt = Attempt(
+            name,
+            "served",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            tokens_out=result.usage.completion_tokens,
+            tokens_in=result.usage.prompt_tokens,
+        )
+        self.attempts.append(attempt)
+        if cascade_step and (why := weakness(result, self.decision.cascade_min_logprob)):
+            attempt.outcome, attempt.detail = "escalated", why
+            if self.on_escalate:
+                self.on_escalate(name, result, why)
+        return attempt, result
 
     def _deliver(self, name: str, result: ChatResult) -> ChatResult:
         self.served = name
@@ -160,36 +168,19 @@ class Execution:
         for name, cascade_step in self._plan():
             if last_error is not None and not self._can_fallback():
                 break
-            started = time.perf_counter()
             if cascade_step:
                 try:
-                    async with self.pool.lease(name) as backend:
-                        result = await backend.chat(self._request_for(name, True))
+                    attempt, result = await self._whole(name, True)
                 except SystemError_ as exc:
-                    self._fail(name, exc, started)
                     last_error = exc
                     continue
-                self.breaker.success(name)
-                self._count(result.usage)
-                attempt = Attempt(
-                    name,
-                    "served",
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    tokens_out=result.usage.completion_tokens,
-                    tokens_in=result.usage.prompt_tokens,
-                )
-                why = weakness(result, self.decision.cascade_min_logprob)
-                if why:
-                    attempt.outcome, attempt.detail = "escalated", why
-                    self.attempts.append(attempt)
-                    if self.on_escalate:
-                        self.on_escalate(name, result, why)
+                if attempt.outcome == "escalated":
                     continue
-                self.attempts.append(attempt)
                 done = self._deliver(name, result)
                 yield ChatChunk(text=done.text, logprobs=done.logprobs or [])
                 yield ChatChunk(finish_reason=done.finish_reason, usage=self.usage)
                 return
+            started = time.perf_counter()
             async with contextlib.AsyncExitStack() as stack:
                 try:
                     backend = await stack.enter_async_context(self.pool.lease(name))
