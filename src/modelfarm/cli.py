@@ -102,7 +102,10 @@ def serve(
     application = create_app(manifest, options)
     url = f"http://{host}:{port}/v1"
     names = ", ".join(m.name for m in manifest.models)
-    err.print(f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) at [bold]{url}[/]")
+    err.print(
+        f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) at [bold]{url}[/]",
+        soft_wrap=True,
+    )
     auth = ' -H "Authorization: Bearer $KEY"' if keys.enabled else ""
     first_chat = next((m.name for m in manifest.models if m.backend != "embedding"), manifest.models[0].name)
     err.print(
