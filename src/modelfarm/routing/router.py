@@ -159,6 +159,14 @@ class Router:
                         f"privacy: {kinds} redacted for models above tier {self.manifest.privacy.cleared_tier}"
                     )
 
+        def finish(
+            name: str, cands: list[ModelSpec], pick: ModelSpec, scores: dict[str, float], lead: str | None = None
+        ) -> Decision:
+            reason = "; ".join([lead, *notes] if lead else notes)  # notes: what each stage found so far
+            return self._finish(
+                name, cands, pick, reason, scores, messages, decision_pii, redacted, redaction, cleared, policy
+            )
+
         # breaker: skip models that keep failing (unless nothing else is left)
         healthy = [m for m in candidates if self.breaker.allows(m.name)]
         if healthy and len(healthy) < len(candidates):
@@ -166,19 +174,7 @@ class Router:
             candidates = healthy
 
         if policy_name is None:
-            return self._finish(
-                "direct",
-                candidates,
-                candidates[0],
-                "requested by name; " + "; ".join(notes) if notes else "requested by name",
-                {},
-                messages,
-                decision_pii,
-                redacted,
-                redaction,
-                cleared,
-                policy,
-            )
+            return finish("direct", candidates, candidates[0], {}, lead="requested by name")
 
         scores: dict[str, float] = {}
         prompt = prompt_text(messages)
@@ -196,19 +192,7 @@ class Router:
                 best = max(matched, key=lambda m: sims[m.name])
                 others = [m for m in candidates if m.role != "specialist"]
                 notes.append(f"skills: {best.name} matches ({sims[best.name]:.2f} >= {policy.skill_threshold})")
-                return self._finish(
-                    policy_name,
-                    [best, *others],
-                    best,
-                    "; ".join(notes),
-                    scores,
-                    messages,
-                    decision_pii,
-                    redacted,
-                    redaction,
-                    cleared,
-                    policy,
-                )
+                return finish(policy_name, [best, *others], best, scores)
             candidates = [m for m in candidates if m.role != "specialist"] or candidates
             notes.append(f"skills: no specialist above {policy.skill_threshold}")
 
@@ -218,19 +202,7 @@ class Router:
                 vec = (await self.embed([prompt]))[0]
             pick, scores, why = self._learned_pick(policy, candidates, vec, prompt)
             notes.append(why)
-            return self._finish(
-                policy_name,
-                candidates,
-                pick,
-                "; ".join(notes),
-                scores,
-                messages,
-                decision_pii,
-                redacted,
-                redaction,
-                cleared,
-                policy,
-            )
+            return finish(policy_name, candidates, pick, scores)
 
         # 4. cost: the cheapest (or the strongest) remaining candidate
         pick = candidates[0] if policy.prefer == "cheap" else candidates[-1]
@@ -240,19 +212,7 @@ class Router:
             + (" (cascade escalates weak answers)" if policy.cascade else "")
         )
         rank = {m.name: float(len(candidates) - i) for i, m in enumerate(candidates)}
-        return self._finish(
-            policy_name,
-            candidates,
-            pick,
-            "; ".join(notes),
-            scores or rank,
-            messages,
-            decision_pii,
-            redacted,
-            redaction,
-            cleared,
-            policy,
-        )
+        return finish(policy_name, candidates, pick, scores or rank)
 
     def _learned_pick(
         self, policy: PolicySpec, candidates: list[ModelSpec], vec: np.ndarray, prompt: str
