@@ -7,6 +7,7 @@ Linux only (reads /proc).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -193,6 +194,27 @@ class Disturbance:
         busy1, total1 = _system_ticks()
         ours = (self._ours() - self._ours0) * _CLK_TCK
         return max(0.0, (busy1 - self._busy0) - ours) / max(total1 - self._total0, 1)
+
+
+def add_quiet_options(ap: argparse.ArgumentParser, *, what: str, retries: int) -> None:
+    """Options shared by the benchmarks: wait for a quiet machine, re-run disturbed measurements."""
+    ap.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.15,
+        help="CPU share other processes may use at the start; above it, wait (see --wait-quiet)",
+    )
+    ap.add_argument(
+        "--wait-quiet", type=float, default=120.0, help="seconds to wait for a quiet machine, then go anyway"
+    )
+    ap.add_argument(
+        "--max-disturbance",
+        type=float,
+        default=0.10,
+        help=f"re-run {what} when other processes took more than this share of the machine",
+    )
+    ap.add_argument("--retries", type=int, default=retries, help=f"most re-runs of {what}")
+    ap.add_argument("--json", action="store_true", help="print only the final JSON line on stdout")
 
 
 def stop_on_sigterm() -> None:

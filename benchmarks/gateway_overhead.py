@@ -50,6 +50,7 @@ from _harness import (
     REPO,
     Disturbance,
     Server,
+    add_quiet_options,
     eprint,
     free_port,
     git_state,
@@ -118,23 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-n", type=int, default=20000, help="most requests in a measured run")
     ap.add_argument("--deadline", type=float, default=30.0, help="hard stop for one measured run (s)")
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming run")
-    ap.add_argument(
-        "--max-busy",
-        type=float,
-        default=0.15,
-        help="CPU share other processes may use at the start; above it, wait (see --wait-quiet)",
-    )
-    ap.add_argument(
-        "--wait-quiet", type=float, default=120.0, help="seconds to wait for a quiet machine, then go anyway"
-    )
-    ap.add_argument(
-        "--max-disturbance",
-        type=float,
-        default=0.10,
-        help="re-run a measurement when other processes took more than this share of the machine",
-    )
-    ap.add_argument("--retries", type=int, default=2, help="most re-runs of one disturbed measurement")
-    ap.add_argument("--json", action="store_true", help="print only the final JSON line on stdout")
+    add_quiet_options(ap, what="a disturbed measurement", retries=2)
     return ap.parse_args(argv)
 
 

@@ -58,6 +58,7 @@ from _harness import (
     REPO,
     Disturbance,
     Server,
+    add_quiet_options,
     eprint,
     free_port,
     git_state,
@@ -134,23 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--python", default=default_python(), help="Python that runs `modelfarm serve`")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds allowed for one generation")
-    ap.add_argument(
-        "--max-busy",
-        type=float,
-        default=0.15,
-        help="CPU share other processes may use at the start; above it, wait (see --wait-quiet)",
-    )
-    ap.add_argument(
-        "--wait-quiet", type=float, default=120.0, help="seconds to wait for a quiet machine, then go anyway"
-    )
-    ap.add_argument(
-        "--max-disturbance",
-        type=float,
-        default=0.10,
-        help="re-run a gateway/raw pair when other processes took more than this share of the machine",
-    )
-    ap.add_argument("--retries", type=int, default=3, help="most re-runs of one disturbed pair")
-    ap.add_argument("--json", action="store_true", help="print only the final JSON line on stdout")
+    add_quiet_options(ap, what="a disturbed gateway/raw pair", retries=3)
     args = ap.parse_args(argv)
     if not 1 <= args.n_prompts <= len(PROMPTS):
         ap.error(f"--n-prompts must be 1..{len(PROMPTS)}")
