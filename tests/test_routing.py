@@ -24,7 +24,7 @@ def routing_farm(main: Gateway, dead_port: int) -> str:
         '[farm]\nthreads = 2\n\n[privacy]\naction = "keep-local"\ncleared_tier = "local"\n\n'
         '[policies."auto"]\ncandidates = ["flaky", "small", "big"]\n\n'
         '[policies."auto:cascade"]\ncandidates = ["small", "big"]\ncascade = true\ncascade_min_logprob = -0.00001\n\n'
-        '[policies."auto:skills"]\ncandidates = ["small", "coder", "big"]\nskill_threshold = 0.4\n\n'
+        '[policies."auto:skills"]\ncandidates = ["small", "coder", "big"]\nskill_threshold = 0.55\n\n'
         '[policies."auto:nofallback"]\ncandidates = ["flaky", "small"]\nfallback = false\n\n'
         f'[[models]]\nname = "flaky"\nrole = "micro"\nbackend = "openai"\nbase_url = "http://127.0.0.1:{dead_port}/v1"\n'
         "timeout = 5\n\n"

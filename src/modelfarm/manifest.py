@@ -167,8 +167,9 @@ class PolicySpec(BaseModel):
     """Override the farm's privacy action for this policy."""
     prefer: Literal["cheap", "quality"] = "cheap"
     """Without a learned router: start from the cheapest candidate, or the strongest."""
-    skill_threshold: float = Field(default=0.45, ge=-1, le=1)
-    """Cosine similarity above which a specialist's skills claim a prompt."""
+    skill_threshold: float = Field(default=0.55, ge=-1, le=1)
+    """Cosine similarity (static MiniLM token vectors, see models/static_embedding.py) above which
+    a specialist's skills claim a prompt; unrelated prompts mostly score 0.2-0.5 against code skills."""
     router: Path | None = None
     """A learned router file (`modelfarm router train`), relative to the manifest."""
     router_models: dict[str, str] = Field(default_factory=dict)

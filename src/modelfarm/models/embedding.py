@@ -14,6 +14,7 @@ import numpy as np
 
 from modelfarm.errors import BackendUnavailableError, InvalidRequestError
 from modelfarm.models.base import EmbeddingOnly
+from modelfarm.models.static_embedding import StaticEmbedder
 
 _BATCH = 32
 
@@ -24,6 +25,8 @@ class OnnxEmbeddingBackend(EmbeddingOnly):
         from tokenizers import Tokenizer
 
         self.name = name
+        self._model_file = model
+        self._static: StaticEmbedder | None = None
         self.cpu_threads = 1
         self.memory_bytes = model.stat().st_size
         options = ort.SessionOptions()
@@ -44,6 +47,20 @@ class OnnxEmbeddingBackend(EmbeddingOnly):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self._embed_sync(texts)[0], dtype=np.float32)
+
+    def static_ready(self) -> StaticEmbedder | None:
+        return self._static
+
+    def static(self) -> StaticEmbedder:
+        """Blocking: this encoder's static token vectors (distilled on first use, then cached)."""
+        with self._lock:
+            if self._static is None:
+                from modelfarm.sources import default_cache_dir
+
+                self._static = StaticEmbedder.load_or_distill(
+                    self._session, self._tok, self._model_file, default_cache_dir() / "static-embeddings"
+                )
+            return self._static
 
     @property
     def dim(self) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 
 from modelfarm.errors import BackendUnavailableError, InvalidRequestError, ModelNotFoundError
 from modelfarm.manifest import TIER_ORDER, Manifest, ModelSpec, PolicySpec
+from modelfarm.models.embedding import OnnxEmbeddingBackend
 from modelfarm.models.pool import Pool
 from modelfarm.routing.breaker import CircuitBreaker
 from modelfarm.routing.decision import Decision
@@ -88,10 +89,24 @@ class Router:
             vectors, _ = await backend.embed(texts)
         return np.asarray(vectors, dtype=np.float32)
 
+    async def embed_static(self, texts: list[str]) -> np.ndarray:
+        """Skill-match vectors: the embedding model's static token vectors (about 1 ms a prompt
+        of any length, see models/static_embedding.py); the full encoder for other backends."""
+        if self._embedder is None:
+            return await self.embed(texts)  # raises: no embedding model
+        async with self.pool.lease(self._embedder) as backend:
+            if not isinstance(backend, OnnxEmbeddingBackend):
+                vectors, _ = await backend.embed(texts)
+                return np.asarray(vectors, dtype=np.float32)
+            static = backend.static_ready()
+            if static is None:
+                static = await asyncio.to_thread(backend.static)
+            return static.encode(texts)
+
     async def _skill_index(self) -> SkillIndex:
         if self._skills is None:
             specs = [m for m in self._chat if SkillIndex.texts(m)]
-            vectors = {m.name: await self.embed(SkillIndex.texts(m)) for m in specs}
+            vectors = {m.name: await self.embed_static(SkillIndex.texts(m)) for m in specs}
             self._skills = SkillIndex(specs, vectors)
         return self._skills
 
@@ -179,13 +194,11 @@ class Router:
         scores: dict[str, float] = {}
         prompt = prompt_text(messages)
         head = prompt[:ROUTE_CHARS]
-        vec: np.ndarray | None = None
 
         # 2. skills: specialists whose skills match compete; otherwise the general models do
         specialists = [m for m in candidates if m.role == "specialist" and SkillIndex.texts(m)]
         if specialists and self._embedder is not None and len(candidates) > 1:
-            vec = (await self.embed([head]))[0]
-            sims = (await self._skill_index()).scores(vec)
+            sims = (await self._skill_index()).scores((await self.embed_static([head]))[0])
             matched = [m for m in specialists if sims.get(m.name, -1.0) >= policy.skill_threshold]
             scores = {m.name: sims.get(m.name, 0.0) for m in candidates}  # no skills declared: 0
             if matched:
@@ -198,8 +211,7 @@ class Router:
 
         # 3. learned quality: the cheapest model predicted to answer well enough
         if policy.router is not None and len(candidates) > 1:
-            if vec is None or len(prompt) > ROUTE_CHARS:  # learned routers were trained on whole prompts
-                vec = (await self.embed([prompt]))[0]
+            vec = (await self.embed([prompt]))[0]  # learned routers were trained on the full encoder
             pick, scores, why = self._learned_pick(policy, candidates, vec, prompt)
             notes.append(why)
             return finish(policy_name, candidates, pick, scores)
