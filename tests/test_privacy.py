@@ -253,3 +253,19 @@ def test_generated_corpus_leaks_nothing_and_flags_few_clean_prompts(guard: Priva
     result = bench.evaluate(guard, corpus, show_errors=False)
     assert result["leaks"] == 0
     assert result["fp_rate"] <= 0.05
+
+
+def test_a_name_in_long_nameless_prose_is_found_at_its_place(guard: PrivacyGuard) -> None:
+    # NER skips sentences that cannot hold a name; the one that can must still be read, and the
+    # offsets must point into the original text.
+    prose = "the quarterly report covers revenue growth and the migration of our billing system. " * 20
+    text = prose + "Yesterday I met Rosalind Okafor-Lindqvist at the office. " + prose
+    findings = guard.scan([Message("user", text)])
+    people = [f for f in findings if f.kind == "PERSON"]
+    assert people and text[people[0].start : people[0].end].startswith("Rosalind")
+
+
+def test_dates_of_birth_in_prose_keep_their_ner_context(guard: PrivacyGuard) -> None:
+    text = "the form is filled in. " * 10 + "she was born on the fourth of july, nineteen eighty. " + "ok. " * 5
+    kinds = {f.kind for f in guard.scan([Message("user", text)])}
+    assert "DATE_OF_BIRTH" in kinds

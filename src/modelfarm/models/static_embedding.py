@@ -7,9 +7,10 @@ and its mean-pooled output kept; a text's vector is then the weighted mean of it
 vectors, minus the vocabulary's mean vector (the direction every text shares, which otherwise
 pushes all cosine similarities towards 1), normalised. The weights are Model2Vec's SIF weights
 under a Zipf law over the vocabulary order (BERT's WordPiece vocabulary is roughly ordered by
-frequency): w = a / (a + p(token)), so "the", "how" and "what" count for little. Word order and context are lost; for matching a
-prompt against a few skill descriptions and examples that costs little, and any prompt length
-takes about the time of tokenizing it.
+frequency): w = a / (a + p(token)), so "the", "how" and "what" count for little. Word order
+and context are lost; for matching a prompt against a few skill descriptions and examples that
+costs little (see benchmarks/README.md), and any prompt length takes about the time of
+tokenizing it.
 
 The table (vocabulary x dim, float16) is built once per encoder file (~25 s on two cores for
 MiniLM's 30,522 tokens) and cached under ``~/.cache/modelfarm/static-embeddings``.

@@ -147,7 +147,6 @@ class _NerOnlyEngine(SpacyNlpEngine):
                 "(PrivacyGuard(ner=False)) to detect by patterns only, which misses most names"
             ) from exc
 
-
     def process_text(self, text: str, language: str) -> NlpArtifacts:
         return super().process_text(_mask_nameless_sentences(text) if self._ner else text, language)
 
