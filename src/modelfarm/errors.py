@@ -8,7 +8,10 @@
     │   ├── InvalidRequestError     400: malformed JSON or a field out of range
     │   ├── ContextLengthError      400: the prompt does not fit the model's context
     │   ├── ModelNotFoundError      404: no model of that name in the farm
-    │   └── AuthenticationError     401: missing or unknown API key
+    │   ├── AuthenticationError     401: missing or unknown API key
+    │   ├── ToolError               400: an agent's tool refused its arguments (a path outside
+    │   │                           the workspace, a bad filter, an unsafe expression)
+    │   └── RunNotFoundError        404: no agent run with that id
     └── SystemError_                the system: retry later or elsewhere
         ├── OverloadedError         429: the model's queue is full (carries retry_after seconds)
         └── BackendUnavailableError 503: the backend failed, timed out or could not be loaded
@@ -76,6 +79,17 @@ class AuthenticationError(ClientError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class ToolError(ClientError):
+    """An agent tool refused its arguments or failed on them; the message says which and why."""
+
+    code = "tool_error"
+
+
+class RunNotFoundError(ClientError):
+    status = 404
+    code = "run_not_found"
 
 
 class SystemError_(FarmError):
