@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from modelfarm.agents.cli import app as agents_app
 from modelfarm.errors import FarmError
 from modelfarm.ledger import Ledger, default_ledger_path
 from modelfarm.manifest import Manifest, example_manifest_text, load_manifest, parse_duration
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(router_app, name="router", help="Train, score and evaluate learned quality routers.")
+app.add_typer(agents_app, name="agents", help="Plan a task with the brain and run it on the farm's agents.")
 console = Console()
 err = Console(stderr=True)
 

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -54,6 +55,35 @@ CREATE TABLE IF NOT EXISTS outcomes (
     model       TEXT NOT NULL,
     score       REAL NOT NULL,          -- quality in [0, 1]
     source      TEXT NOT NULL           -- feedback | cascade
+);
+CREATE TABLE IF NOT EXISTS agent_runs (
+    id          TEXT PRIMARY KEY,
+    created     REAL NOT NULL,
+    task        TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- running | ok | failed | cancelled
+    answer      TEXT,
+    tokens_in   INTEGER NOT NULL DEFAULT 0,
+    tokens_out  INTEGER NOT NULL DEFAULT 0,
+    cost_usd    REAL NOT NULL DEFAULT 0,
+    duration_s  REAL,
+    trace       TEXT NOT NULL           -- the whole run as JSON (plan, steps, answer)
+);
+CREATE TABLE IF NOT EXISTS agent_steps (
+    run_id      TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    agent       TEXT NOT NULL,
+    model       TEXT,                   -- the model that produced the output
+    status      TEXT NOT NULL,          -- pending | running | ok | failed | skipped | cancelled
+    instruction TEXT NOT NULL,
+    inputs      TEXT NOT NULL,          -- JSON [step ids]
+    output      TEXT,
+    error       TEXT,
+    tokens_in   INTEGER NOT NULL DEFAULT 0,
+    tokens_out  INTEGER NOT NULL DEFAULT 0,
+    cost_usd    REAL NOT NULL DEFAULT 0,
+    start_s     REAL,                   -- seconds from the start of the run
+    end_s       REAL,
+    PRIMARY KEY (run_id, step_id)
 );
 """
 
@@ -219,6 +249,33 @@ class Ledger:
                 "SELECT prompt, model, score, source, request_id FROM outcomes ORDER BY id"
             ).fetchall()
         return [Outcome(*r) for r in rows]
+
+    def save_run(self, run: dict[str, Any]) -> None:
+        """Write (or rewrite) an agent run and its steps in one transaction."""
+        steps = [
+            (run["id"], st["id"], st["agent"], st["model"], st["status"], st["instruction"], json.dumps(st["inputs"]),
+             st["output"], st["error"], st["tokens_in"], st["tokens_out"], st["cost"], st["start"], st["end"])
+            for st in run["steps"]
+        ]  # fmt: skip
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO agent_runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (run["id"], run["created"], run["task"], run["status"], run["answer"], run["tokens_in"],
+                     run["tokens_out"], run["cost"], run["duration"], json.dumps(run)),
+                )  # fmt: skip
+                self._db.execute("DELETE FROM agent_steps WHERE run_id = ?", (run["id"],))
+                self._db.executemany("INSERT INTO agent_steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", steps)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT trace FROM agent_runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def close(self) -> None:
         with self._lock:

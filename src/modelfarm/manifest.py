@@ -192,6 +192,50 @@ class PolicySpec(BaseModel):
         return self
 
 
+class AgentSpec(BaseModel):
+    """One agent: a model (or an `auto` policy) with a job, a system prompt and tools."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
+    description: str = Field(min_length=1)
+    """What the planner sees when it chooses agents for steps."""
+    model: str = "auto"
+    """A model of this farm, or a routing policy (`auto`, `auto:NAME`)."""
+    fallback: str | None = None
+    """A model or policy to try when `model` fails a step after its retries."""
+    system: str = ""
+    tools: list[str] = Field(default_factory=list)
+    """Built-in tool names (read_mailbox, query_table, read_file, calculate) or `module.path:function`."""
+    tool_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Arguments fixed by the operator, per tool (e.g. read_mailbox = { folder = "mail" }); the
+    model fills in only the others, and a tool with every argument fixed is called without asking it."""
+    max_tokens: int = Field(default=384, ge=1, le=32768)
+
+
+class Orchestration(BaseModel):
+    """`[orchestration]`: how agent tasks are planned and run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    planner: str | None = None
+    """The model (or policy) that plans and merges; default: the farm's brain."""
+    workspace: Path = Path(".")
+    """The one folder file tools may read, relative to the manifest."""
+    max_steps: int = Field(default=8, ge=1, le=64)
+    max_depth: int = Field(default=4, ge=1, le=32)
+    step_timeout: float = Field(default=300.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
+    """Retries of a failed step on the same model (with backoff) before its fallback."""
+    backoff: float = Field(default=0.5, ge=0)
+    """Seconds before the first retry; doubles each time."""
+    on_failure: Literal["skip", "replan"] = "skip"
+    """A failed step's dependants are skipped, or the planner is asked once for a new plan of what is left."""
+
+    @field_validator("step_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     farm: FarmSettings = Field(default_factory=FarmSettings)
@@ -199,6 +243,8 @@ class Manifest(BaseModel):
     policies: dict[str, PolicySpec] = Field(default_factory=dict)
     """Routing policies by name; `auto` exists even when not declared."""
     models: list[ModelSpec] = Field(min_length=1)
+    agents: list[AgentSpec] = Field(default_factory=list)
+    orchestration: Orchestration = Field(default_factory=lambda: Orchestration())
     source: Path | None = Field(default=None, exclude=True)
     """The file this manifest was read from (None for the built-in default)."""
 
@@ -218,7 +264,24 @@ class Manifest(BaseModel):
             unknown = [c for c in (policy.candidates or []) + list(policy.router_models.values()) if c not in chat]
             if unknown:
                 raise ValueError(f"policies.{name}: {unknown} are not chat models of this farm ({sorted(chat)})")
+        names: set[str] = set()
+        for i, a in enumerate(self.agents):
+            if a.name in names:
+                raise ValueError(f"agents[{i}]: the name {a.name!r} is used twice; names must be unique")
+            names.add(a.name)
+            for key, ref in (("model", a.model), ("fallback", a.fallback)):
+                if ref is not None and ref not in chat and not (ref == "auto" or ref.startswith("auto:")):
+                    raise ValueError(f"agents[{i}].{key}: {ref!r} is not a chat model or policy ({sorted(chat)})")
+            stray = sorted(set(a.tool_args) - set(a.tools))
+            if stray:
+                raise ValueError(f"agents[{i}].tool_args: {stray} are not among its tools {a.tools}")
+        planner = self.orchestration.planner
+        if planner is not None and planner not in chat and not (planner == "auto" or planner.startswith("auto:")):
+            raise ValueError(f"orchestration.planner: {planner!r} is not a chat model or policy ({sorted(chat)})")
         return self
+
+    def agent(self, name: str) -> AgentSpec | None:
+        return next((a for a in self.agents if a.name == name), None)
 
     def policy(self, name: str) -> PolicySpec | None:
         if name in self.policies:

@@ -15,12 +15,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from modelfarm.agents.calls import ServiceCaller
+from modelfarm.agents.run import AgentRuns
 from modelfarm.errors import FarmError, InvalidRequestError
 from modelfarm.ledger import Ledger, default_ledger_path
 from modelfarm.manifest import Manifest
 from modelfarm.models.pool import Pool
 from modelfarm.routing.router import Router
 from modelfarm.serve import wire
+from modelfarm.serve.agents_http import mount_agents
 from modelfarm.serve.auth import KeyRing
 from modelfarm.serve.errors import error_body, error_response
 from modelfarm.serve.metrics import Metrics
@@ -52,6 +55,7 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
     router = Router(manifest, pool)
     service = Service(pool, ledger, metrics, router)
     keys = opts.keys if opts.keys is not None else KeyRing.from_sources()
+    runs = AgentRuns(manifest, ServiceCaller(service), ledger) if manifest.agents else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -149,6 +153,8 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
         keys.check(request.headers.get("authorization"))
         spec = pool.spec(name)
         return JSONResponse({"id": spec.name, "object": "model", "created": 0, "owned_by": "modelfarm"})
+
+    mount_agents(app, runs, ledger, keys)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -116,6 +116,15 @@ class FeedbackBody(BaseModel):
     """The model judged (default: the one that served)."""
 
 
+class AgentRunBody(BaseModel):
+    """`POST /v1/agents/runs`: a task for the farm's agents."""
+
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(min_length=1, max_length=8000)
+    stream: bool = True
+    """SSE events per step, then the answer (default); false: one JSON object when the run ends."""
+
+
 def parse(model: type[_M], raw: bytes) -> _M:
     """Validate a JSON body; the first problem becomes a 400 that names the field."""
     try:
