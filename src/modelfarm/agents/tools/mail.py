@@ -96,6 +96,8 @@ def _mail_block(mail_id: str, msg: EmailMessage) -> str:
     ]
     lines = [f"id: {mail_id}"]
     lines += [f"{field}: {_header(msg, field)}" for field in ("from", "to", "date", "subject")]
+    if msg["reply-to"]:  # a Reply-To on another domain than From is a classic phishing sign
+        lines.insert(2, f"reply-to: {_header(msg, 'reply-to')}")
     lines.append("links:" + ("" if links else " (none)"))
     lines += [f"  - {url} (host: {urlsplit(url).hostname or '?'})" for url in links]
     lines.append(f"attachments: {', '.join(attachments) if attachments else '(none)'}")
