@@ -5,9 +5,10 @@ against it go through the whole gateway path: router, pool limits, ledger. What 
 
 - a request whose `response_format` is the plan schema: the next entry of `plans` (a JSON
   string; the last one repeats), and the request is kept in `plan_requests`;
-- a merge request (system prompt starting "Write the final answer"): "Merged: " and a
+- a merge request (system prompt saying "you write the final answer"): "Merged: " and a
   citation [id] of every step result it was given;
-- any other request is a step: the user message's first line is the instruction. Cues in it:
+- any other request is a step: the instruction is what follows "Your task: " (or the whole
+  user message when there is no data before it). Cues in it:
   `sleep=S` waits S seconds, `fail=N` answers HTTP 500 to the first N tries of that
   instruction, `empty` answers "". The answer is "<model> did: <instruction>".
 Every step request is recorded in `steps` with its start and end time.
@@ -81,11 +82,11 @@ class ScriptedServer:
             return _reply(model, text)
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         user = messages[-1]["content"]
-        if system.startswith("Write the final answer"):
+        if "you write the final answer" in system:
             self.merges.append(user)
-            ids = re.findall(r"^\[([\w-]+)\] \(", user, re.M)
+            ids = re.findall(r"^\[([\w-]+)\] from ", user, re.M)
             return _reply(model, "Merged: " + " ".join(f"[{i}]" for i in ids))
-        instruction = user.split("\n", 1)[0]
+        instruction = user.rsplit("Your task: ", 1)[-1]
         record = {"model": model, "instruction": instruction, "user": user, "system": system}
         record["start"] = time.monotonic()
         sleep = re.search(r"sleep=([\d.]+)", instruction)

@@ -200,7 +200,7 @@ def test_retry_then_fallback_model_and_skipped_dependants(
     assert s["s4"].status == "skipped" and "s3 failed" in (s["s4"].note or "")
     assert s["s5"].status == "skipped" and "s4 was skipped" in (s["s5"].note or "")
     assert trace.status == "ok" and trace.answer is not None  # what worked is still merged
-    assert "[s3] (checker) failed" in server.merges[-1]
+    assert "s3 (checker) failed" in server.merges[-1]
     assert any(e.type == "step_retry" for e in events)
 
 

@@ -60,7 +60,7 @@ class AgentRunner:
             self._tools[agent.name] = self.toolbox.resolve(agent.tools) if self.toolbox and agent.tools else {}
         return self._tools[agent.name]
 
-    def _budget(self, model: str, max_tokens: int) -> int:
+    def budget(self, model: str, max_tokens: int) -> int:
         """Characters of inputs and tool output that fit next to the instruction and answer."""
         spec = self.manifest.model(model)
         context = spec.context_length if spec is not None else _DEFAULT_CONTEXT
@@ -69,7 +69,7 @@ class AgentRunner:
     async def run(self, agent: AgentSpec, step: Step, inputs: dict[str, tuple[str, str]], model: str) -> StepWork:
         """One try of `step` on `model`. `inputs`: step id -> (agent, output) of its inputs."""
         work = StepWork(model=model)
-        budget = self._budget(model, agent.max_tokens)
+        budget = self.budget(model, agent.max_tokens)
         context = _blocks([(f"Result of step {sid} ({who})", text) for sid, (who, text) in inputs.items()], budget)
         tool_blocks: list[tuple[str, str]] = []
         for name, tool in self.tools_of(agent).items():
@@ -85,7 +85,9 @@ class AgentRunner:
         room = max(600, budget - len(context))
         body = "\n\n".join(p for p in (context, _blocks(tool_blocks, room)) if p)
         system = agent.system.strip() or f"You are the {agent.name} agent: {agent.description}"
-        user = f"{step.instruction}\n\n{body}".strip() if body else step.instruction
+        # The data first, the instruction last: small models copy what they read last less often
+        # than they copy a long block that follows the question.
+        user = f"{body}\n\nYour task: {step.instruction}" if body else step.instruction
         reply = await self.caller(
             model,
             [{"role": "system", "content": system}, {"role": "user", "content": user}],

@@ -27,8 +27,11 @@ from modelfarm.manifest import Manifest
 SYNTHESIS_MAX_TOKENS = 512
 MAX_TASK_CHARS = 8000
 
-_SYNTHESIS = """Write the final answer to the task below from the results of the steps that were run for it.
-Be concise and concrete. After each point, cite the step(s) it comes from in square brackets, e.g. [s1] or [s2, s3]."""
+_SYNTHESIS = "You are the brain of a team of agents: you write the final answer for the user from their results."
+_MERGE_ASK = (
+    "Write the final answer to the task in a few short bullet points, using only these results. "
+    "End every bullet with the id of the result it uses, in brackets, for example [s2]."
+)
 
 _CITATION = re.compile(r"\[([A-Za-z0-9_,\s-]+)\]")
 
@@ -125,15 +128,14 @@ class AgentRuns:
             trace.answer = ok[0].output  # one step: its answer is the answer, no merge needed
             trace.sources = {ok[0].id: [ok[0].agent, ok[0].output[:80]]}
         else:
-            blocks = "\n\n".join(f"[{s.id}] ({s.agent}): {s.output[:2500]}" for s in ok)
-            gaps = [f"[{s.id}] ({s.agent}) {s.status}: {s.error or s.note}" for s in trace.steps if s.status != "ok"]
+            share = self.runner.budget(self.model, SYNTHESIS_MAX_TOKENS) // len(ok)
+            blocks = "\n\n".join(f"[{s.id}] from {s.agent}:\n{_cut(s.output, share)}" for s in ok)
+            gaps = [f"- {s.id} ({s.agent}) {s.status}: {s.error or s.note}" for s in trace.steps if s.status != "ok"]
             missing = ("\n\nSteps without a result:\n" + "\n".join(gaps)) if gaps else ""
+            user = f"Task: {trace.task}\n\nResults of the agents:\n\n{blocks}{missing}\n\n{_MERGE_ASK}"
             reply = await self.caller(
                 self.model,
-                [
-                    {"role": "system", "content": _SYNTHESIS},
-                    {"role": "user", "content": f"Task: {trace.task}\n\nStep results:\n{blocks}{missing}"},
-                ],
+                [{"role": "system", "content": _SYNTHESIS}, {"role": "user", "content": user}],
                 max_tokens=SYNTHESIS_MAX_TOKENS,
             )
             replies.append(reply)
@@ -176,3 +178,7 @@ class AgentRuns:
     def _save(self, trace: RunTrace) -> None:
         if self.ledger is not None:
             self.ledger.save_run(trace.as_dict())
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f" [... {len(text) - limit} more characters cut]"
