@@ -227,6 +227,8 @@ class Orchestration(BaseModel):
     """Retries of a failed step on the same model (with backoff) before its fallback."""
     backoff: float = Field(default=0.5, ge=0)
     """Seconds before the first retry; doubles each time."""
+    answer_max_tokens: int = Field(default=512, ge=16, le=32768)
+    """Most tokens of the merged answer."""
     on_failure: Literal["skip", "replan"] = "skip"
     """A failed step's dependants are skipped, or the planner is asked once for a new plan of what is left."""
 

@@ -24,7 +24,6 @@ from modelfarm.errors import ConfigError, InvalidRequestError
 from modelfarm.ledger import Ledger
 from modelfarm.manifest import Manifest
 
-SYNTHESIS_MAX_TOKENS = 512
 MAX_TASK_CHARS = 8000
 
 _SYNTHESIS = "You are the brain of a team of agents: you write the final answer for the user from their results."
@@ -128,7 +127,7 @@ class AgentRuns:
             trace.answer = ok[0].output  # one step: its answer is the answer, no merge needed
             trace.sources = {ok[0].id: [ok[0].agent, ok[0].output[:80]]}
         else:
-            share = self.runner.budget(self.model, SYNTHESIS_MAX_TOKENS) // len(ok)
+            share = self.runner.budget(self.model, self.manifest.orchestration.answer_max_tokens) // len(ok)
             blocks = "\n\n".join(f"[{s.id}] from {s.agent}:\n{_cut(s.output, share)}" for s in ok)
             gaps = [f"- {s.id} ({s.agent}) {s.status}: {s.error or s.note}" for s in trace.steps if s.status != "ok"]
             missing = ("\n\nSteps without a result:\n" + "\n".join(gaps)) if gaps else ""
@@ -136,7 +135,7 @@ class AgentRuns:
             reply = await self.caller(
                 self.model,
                 [{"role": "system", "content": _SYNTHESIS}, {"role": "user", "content": user}],
-                max_tokens=SYNTHESIS_MAX_TOKENS,
+                max_tokens=self.manifest.orchestration.answer_max_tokens,
             )
             replies.append(reply)
             trace.answer = reply.text.strip()
