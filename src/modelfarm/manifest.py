@@ -229,6 +229,9 @@ class Orchestration(BaseModel):
     """Seconds before the first retry; doubles each time."""
     answer_max_tokens: int = Field(default=512, ge=16, le=32768)
     """Most tokens of the merged answer."""
+    frequency_penalty: float = Field(default=0.4, ge=-2, le=2)
+    """On step answers and the merge (not on JSON): small models at temperature 0 otherwise
+    fall into loops ("- Requote" forty times) on long inputs."""
     on_failure: Literal["skip", "replan"] = "skip"
     """A failed step's dependants are skipped, or the planner is asked once for a new plan of what is left."""
 

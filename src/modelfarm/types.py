@@ -27,6 +27,9 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    frequency_penalty: float | None = None
+    """OpenAI semantics: lowers a token's logit by this much per time it was already generated."""
+    presence_penalty: float | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     logprobs: bool = False

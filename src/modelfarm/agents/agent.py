@@ -92,6 +92,7 @@ class AgentRunner:
             model,
             [{"role": "system", "content": system}, {"role": "user", "content": user}],
             max_tokens=agent.max_tokens,
+            frequency_penalty=self.manifest.orchestration.frequency_penalty,
         )
         work.add(reply)
         work.output = reply.text.strip()

@@ -37,6 +37,7 @@ class ModelCaller(Protocol):
         max_tokens: int,
         response_format: dict[str, Any] | None = None,
         temperature: float = 0.0,
+        frequency_penalty: float | None = None,
     ) -> Reply: ...
 
 
@@ -54,6 +55,7 @@ class ServiceCaller:
         max_tokens: int,
         response_format: dict[str, Any] | None = None,
         temperature: float = 0.0,
+        frequency_penalty: float | None = None,
     ) -> Reply:
         body = wire.ChatCompletionBody.model_validate(
             {
@@ -62,6 +64,7 @@ class ServiceCaller:
                 "max_tokens": max_tokens,
                 "temperature": temperature,
                 "response_format": response_format,
+                "frequency_penalty": frequency_penalty,
             }
         )
         started = time.perf_counter()

@@ -136,6 +136,7 @@ class AgentRuns:
                 self.model,
                 [{"role": "system", "content": _SYNTHESIS}, {"role": "user", "content": user}],
                 max_tokens=self.manifest.orchestration.answer_max_tokens,
+                frequency_penalty=self.manifest.orchestration.frequency_penalty,
             )
             replies.append(reply)
             trace.answer = reply.text.strip()

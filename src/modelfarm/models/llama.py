@@ -160,6 +160,8 @@ class LlamaCppBackend(Backend):
             temp=0.2 if request.temperature is None else request.temperature,
             top_p=0.95 if request.top_p is None else request.top_p,
             repeat_penalty=1.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            presence_penalty=request.presence_penalty or 0.0,
             grammar=grammar,
         ):
             if cancel.is_set():

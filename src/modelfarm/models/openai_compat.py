@@ -55,7 +55,15 @@ class OpenAIBackend(Backend):
             "model": self.remote_model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         }
-        for key in ("max_tokens", "temperature", "top_p", "seed", "response_format"):
+        for key in (
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "frequency_penalty",
+            "presence_penalty",
+            "seed",
+            "response_format",
+        ):
             value = getattr(request, key)
             if value is not None:
                 body[key] = value

@@ -58,6 +58,8 @@ class ChatCompletionBody(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1)
     stop: str | list[str] | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -81,6 +83,8 @@ class ChatCompletionBody(BaseModel):
             max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
             stop=stop,
             seed=self.seed,
             logprobs=self.logprobs,
