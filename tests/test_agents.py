@@ -218,6 +218,19 @@ def test_a_failed_step_can_be_replanned(tmp_path: Path, server: ScriptedServer, 
     assert any(e.type == "replan" for e in events)
 
 
+def test_a_replan_may_not_reuse_the_id_of_a_failed_step(tmp_path: Path, server: ScriptedServer, dead_port: int) -> None:
+    farm = make_farm(tmp_path, server, dead_port, on_failure="replan", retries=0)
+    server.reset(
+        plan(("s1", "reader", "read", []), ("s2", "checker", "broken fail=9", []), ("s3", "writer", "sum", ["s2"])),
+        plan(("s3", "writer", "reuses a skipped id", ["s1"])),
+        plan(("r1", "writer", "a fresh id", ["s1"])),
+    )
+    trace, _ = asyncio.run(run_task(farm, tmp_path / "l.db"))
+    s = {st.id: st for st in trace.steps}
+    assert s["s3"].status == "skipped" and s["s3"].instruction == "sum"  # the old record is untouched
+    assert s["r1"].status == "ok" and "already" in server.plan_requests[-1]["messages"][-1]["content"]
+
+
 def test_a_step_past_its_timeout_fails(tmp_path: Path, server: ScriptedServer, dead_port: int) -> None:
     farm = make_farm(tmp_path, server, dead_port, step_timeout=0.3, retries=0)
     server.reset(plan(("s1", "reader", "slow sleep=2", []), ("s2", "checker", "quick", [])))

@@ -118,11 +118,18 @@ def _json_object(text: str) -> Any:
 
 
 def parse_plan(
-    text: str | dict[str, Any], agents: list[str], *, max_steps: int, max_depth: int, done: frozenset[str] = frozenset()
+    text: str | dict[str, Any],
+    agents: list[str],
+    *,
+    max_steps: int,
+    max_depth: int,
+    done: frozenset[str] = frozenset(),
+    taken: frozenset[str] = frozenset(),
 ) -> Plan:
     """Check a planner's answer; raise PlanError saying what to fix.
 
-    `done`: ids of steps finished before this plan (a re-plan may use them as inputs)."""
+    `done`: ids of steps finished before this plan (a re-plan may use them as inputs);
+    `taken`: ids already used in this run (failed and skipped steps too), which new steps may not reuse."""
     data = _json_object(text) if isinstance(text, str) else text
     if isinstance(data, list):
         data = {"steps": data}
@@ -154,9 +161,9 @@ def parse_plan(
     dupes = sorted({x for x in ids if ids.count(x) > 1})
     if dupes:
         raise PlanError(f"step ids {dupes} are used more than once: ids must be unique")
-    reused = sorted(set(ids) & done)
+    reused = sorted(set(ids) & (done | taken))
     if reused:
-        raise PlanError(f"step ids {reused} belong to steps already done: give new steps new ids")
+        raise PlanError(f"step ids {reused} belong to steps of this run already: give new steps new ids")
     for s in steps:
         if s.id in s.inputs:
             raise PlanError(f"step {s.id!r} lists itself as an input: remove it")

@@ -83,12 +83,14 @@ class Planner:
         fmt = {"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}} if self.constrained else None
         return await self.caller(self.model, messages, max_tokens=PLAN_MAX_TOKENS, response_format=fmt)
 
-    def _check(self, text: str, done: frozenset[str]) -> Plan:
+    def _check(self, text: str, done: frozenset[str], taken: frozenset[str]) -> Plan:
         names = [a.name for a in self.agents]
         s = self.settings
-        return parse_plan(text, names, max_steps=s.max_steps, max_depth=s.max_depth, done=done)
+        return parse_plan(text, names, max_steps=s.max_steps, max_depth=s.max_depth, done=done, taken=taken)
 
-    async def plan(self, task: str, *, context: str = "", done: frozenset[str] = frozenset()) -> PlanResult:
+    async def plan(
+        self, task: str, *, context: str = "", done: frozenset[str] = frozenset(), taken: frozenset[str] = frozenset()
+    ) -> PlanResult:
         """A valid plan for `task`, always (at worst the single-agent fallback).
 
         For a re-plan, `context` tells what is done and `done` lists the ids it may use as inputs."""
@@ -98,7 +100,7 @@ class Planner:
             reply = await self._ask(messages)
             result.replies.append(reply)
             try:
-                result.plan, result.source = self._check(reply.text, done), attempt
+                result.plan, result.source = self._check(reply.text, done, taken), attempt
                 return result
             except PlanError as exc:
                 result.refused.append({"answer": reply.text[:2000], "error": exc.message})

@@ -159,11 +159,13 @@ class AgentRuns:
         started = clock()
         done = frozenset(executor.outputs)
         context = results_context(executor.outputs, executor.failed)
-        result = await planner.plan(trace.task, context=context, done=done)
+        taken = frozenset(s.id for s in trace.steps)
+        result = await planner.plan(trace.task, context=context, done=done, taken=taken)
         replies += result.replies
         plan = result.plan
         if result.source == "fallback":
-            plan = single_step_plan(trace.task, pick_fallback_agent(trace.task, list(self.manifest.agents)).name, "r1")
+            fresh = next(f"r{i}" for i in range(1, 1000) if f"r{i}" not in taken)
+            plan = single_step_plan(trace.task, pick_fallback_agent(trace.task, list(self.manifest.agents)).name, fresh)
         trace.overhead["replan_s"] = round(clock() - started, 4)
         send(Event("replan", {"after": sorted(executor.failed), "source": result.source, **plan.as_dict()}, clock()))
         await executor.run(plan, note=f"re-planned after {', '.join(sorted(executor.failed))} failed")

@@ -72,9 +72,7 @@ class RunTrace:
         return next(s for s in self.steps if s.id == step_id)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["steps"] = [s.as_dict() for s in self.steps]
-        return out
+        return asdict(self)  # steps included (asdict recurses into dataclasses)
 
 
 @dataclass(frozen=True, slots=True)

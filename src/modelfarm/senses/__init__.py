@@ -1,0 +1,1 @@
+"""Senses: micro-models read live video, audio and text; their events are fused into alerts."""

@@ -1,0 +1,1 @@
+"""Processors: micro-models that turn frames, audio chunks and text into typed events."""
