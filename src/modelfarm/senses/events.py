@@ -76,3 +76,37 @@ class SenseEvent:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         return {k: v for k, v in out.items() if v is not None and v != {}}
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(slots=True)
+class Alert:
+    """A fusion rule fired: one per episode (hysteresis keeps a lasting condition to one alert)."""
+
+    id: str
+    pipeline: str
+    rule: str
+    severity: Severity
+    source_time: float
+    """Stream time at which the rule's condition became true."""
+    emitted_at: float
+    """Wall-clock time (time.time()) when the alert was raised."""
+    message: str
+    evidence: list[SenseEvent] = field(default_factory=list)
+    explanation: str | None = None
+    """Filled in later by a model, if the rule asks for one; the alert never waits for it."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pipeline": self.pipeline,
+            "rule": self.rule,
+            "severity": self.severity,
+            "source_time": round(self.source_time, 3),
+            "emitted_at": self.emitted_at,
+            "message": self.message,
+            "evidence": [e.as_dict() for e in self.evidence],
+            "explanation": self.explanation,
+        }
