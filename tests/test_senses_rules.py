@@ -27,7 +27,7 @@ def feed(engine: RuleEngine, events: list[SenseEvent]) -> list[Alert]:
 
 
 def spo2_series(start: float, end: float, value: float, step: float = 1.0) -> list[SenseEvent]:
-    n = int(round((end - start) / step))
+    n = round((end - start) / step)
     return [reading("spo2", start + i * step, value) for i in range(n + 1)]
 
 

@@ -84,10 +84,11 @@ class AgentRunner:
             tool_blocks.append((f"Output of tool {name}", out))
         room = max(600, budget - len(context))
         body = "\n\n".join(p for p in (context, _blocks(tool_blocks, room)) if p)
-        system = agent.system.strip() or f"You are the {agent.name} agent: {agent.description}"
-        # The data first, the instruction last: small models copy what they read last less often
-        # than they copy a long block that follows the question.
-        user = f"{body}\n\nYour task: {step.instruction}" if body else step.instruction
+        system = f"You are the {agent.name} agent: {agent.description}"
+        # The data first, then the agent's own instructions and the step's, last: small models
+        # follow what they read last, and copy a long block that follows the question.
+        how = f"{agent.system.strip()}\n" if agent.system.strip() else ""
+        user = f"{body}\n\n{how}Your task: {step.instruction}" if body else f"{how}Your task: {step.instruction}"
         reply = await self.caller(
             model,
             [{"role": "system", "content": system}, {"role": "user", "content": user}],

@@ -29,6 +29,7 @@ MAX_TASK_CHARS = 8000
 _SYNTHESIS = "You are the brain of a team of agents: you write the final answer for the user from their results."
 _MERGE_ASK = (
     "Write the final answer to the task in a few short bullet points, using only these results. "
+    "Keep every warning an agent raised (security, errors, deadlines). "
     "End every bullet with the id of the result it uses, in brackets, for example [s2]."
 )
 
