@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelfarm.errors import ManifestError
+from modelfarm.errors import ConfigError, ManifestError
 
 Tier = Literal["local", "private", "public"]
 TIER_ORDER: dict[str, int] = {"local": 0, "private": 1, "public": 2}
@@ -241,6 +241,67 @@ class Orchestration(BaseModel):
         return parse_duration(value)
 
 
+ProcessorType = Literal["ocr", "people", "faces", "vad", "asr", "siren", "breathing", "text"]
+
+
+class ProcessorSpec(BaseModel):
+    """One micro-model of a sense pipeline; options other than these go to its constructor."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: ProcessorType
+    name: str | None = None
+    queue: int = Field(default=4, ge=1, le=10_000)
+    """Video only: frames waiting for this processor; when full, the oldest is dropped (and counted)."""
+    every: float = Field(default=0.0, ge=0)
+    """Video only: process at most one frame every this many seconds of stream time (0: every frame)."""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RuleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    when: str = Field(min_length=1)
+    """A condition such as `spo2 < 90 for 10s and speech contains "can't breathe"` (see senses/rules.py)."""
+    severity: Literal["info", "warning", "critical"] = "warning"
+    clear_after: float = 10.0
+    """Seconds the condition must stay false before the rule can alert again (hysteresis)."""
+    message: str | None = None
+    explain: bool = False
+    """Ask the pipeline's `explain_model` for a one-paragraph explanation, attached after the alert."""
+
+    @field_validator("clear_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+
+class SensePipelineSpec(BaseModel):
+    """`[senses.NAME]`: sources, processors, fusion rules and where alerts go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    video: str | None = None
+    """A video file, a folder of frames, or a camera index (relative paths: to farm.toml)."""
+    audio: str | None = None
+    """A 16-bit PCM WAV file."""
+    text: str | None = None
+    """A JSONL file of {"t": seconds, "text": ...}, or "-" for stdin."""
+    fps: float | None = Field(default=None, gt=0)
+    realtime: bool = True
+    processors: list[ProcessorSpec] = Field(min_length=1)
+    rules: list[RuleSpec] = Field(default_factory=list)
+    stale_after: float = Field(default=15.0, gt=0)
+    webhooks: list[str] = Field(default_factory=list)
+    webhook_header_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """An environment variable holding the Authorization header value sent to the webhooks."""
+    explain_model: str | None = None
+    """A model or policy that writes explanations for rules with `explain = true`."""
+    autostart: bool = False
+    """`modelfarm serve` runs this pipeline (text also from POST /v1/senses/NAME/text)."""
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     farm: FarmSettings = Field(default_factory=FarmSettings)
@@ -250,6 +311,7 @@ class Manifest(BaseModel):
     models: list[ModelSpec] = Field(min_length=1)
     agents: list[AgentSpec] = Field(default_factory=list)
     orchestration: Orchestration = Field(default_factory=lambda: Orchestration())
+    senses: dict[str, SensePipelineSpec] = Field(default_factory=dict)
     source: Path | None = Field(default=None, exclude=True)
     """The file this manifest was read from (None for the built-in default)."""
 
@@ -283,6 +345,18 @@ class Manifest(BaseModel):
         planner = self.orchestration.planner
         if planner is not None and planner not in chat and not (planner == "auto" or planner.startswith("auto:")):
             raise ValueError(f"orchestration.planner: {planner!r} is not a chat model or policy ({sorted(chat)})")
+        for name, pipe in self.senses.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,47}", name):
+                raise ValueError(f"senses.{name}: pipeline names are letters, digits, - and _")
+            if pipe.explain_model and pipe.explain_model not in chat and not pipe.explain_model.startswith("auto"):
+                raise ValueError(f"senses.{name}.explain_model: {pipe.explain_model!r} is not a chat model or policy")
+            for j, rule in enumerate(pipe.rules):
+                from modelfarm.senses.rules import parse_condition
+
+                try:
+                    parse_condition(rule.when, f"senses.{name}.rules[{j}] ({rule.name})")
+                except ConfigError as exc:
+                    raise ValueError(exc.message) from exc
         return self
 
     def agent(self, name: str) -> AgentSpec | None:
