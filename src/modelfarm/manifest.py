@@ -308,7 +308,8 @@ class Manifest(BaseModel):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     policies: dict[str, PolicySpec] = Field(default_factory=dict)
     """Routing policies by name; `auto` exists even when not declared."""
-    models: list[ModelSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(default_factory=list)
+    """At least one, unless the farm only runs sense pipelines."""
     agents: list[AgentSpec] = Field(default_factory=list)
     orchestration: Orchestration = Field(default_factory=lambda: Orchestration())
     senses: dict[str, SensePipelineSpec] = Field(default_factory=dict)
@@ -317,6 +318,8 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Manifest:
+        if not self.models and not self.senses:
+            raise ValueError("models: declare at least one [[models]] entry")
         seen: set[str] = set()
         for i, m in enumerate(self.models):
             if m.name in seen:
