@@ -473,3 +473,13 @@ def test_long_answers_are_cut(workspace: Path, custom: str) -> None:
     box.resolve([f"{custom}:chatty"])
     text = call(box, f"{custom}:chatty", {})
     assert text == "x" * 16_000 + "\n[... truncated 4000 chars]"
+
+
+def test_a_tool_can_be_a_file_next_to_the_farm(tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "farm_tools.py").write_text("def shout(text: str) -> str:\n    return text.upper()\n")
+    box = ToolBox(tmp_path / "ws", modules_dir=tmp_path)
+    assert set(box.resolve(["farm_tools.py:shout"])) == {"farm_tools.py:shout"}
+    assert asyncio.run(box.call("farm_tools.py:shout", {"text": "hi"})) == "HI"
+    with pytest.raises(ConfigError, match=r"no file missing\.py"):
+        box.resolve(["missing.py:f"])

@@ -28,8 +28,8 @@ MAX_TASK_CHARS = 8000
 
 _SYNTHESIS = "You are the brain of a team of agents: you write the final answer for the user from their results."
 _MERGE_ASK = (
-    "Write the final answer to the task in a few short bullet points, using only these results. "
-    "Keep every warning an agent raised (security, errors, deadlines). "
+    "Write the final answer to the task as short bullet points, using only these results: "
+    "at least one bullet for every result, and keep every warning an agent raised (security, errors, deadlines). "
     "End every bullet with the id of the result it uses, in brackets, for example [s2]."
 )
 
@@ -55,7 +55,8 @@ class AgentRuns:
         self.ledger = ledger
         toolbox = None
         if any(a.tools for a in manifest.agents):
-            toolbox = ToolBox((manifest.base_dir / manifest.orchestration.workspace).resolve())
+            workspace = (manifest.base_dir / manifest.orchestration.workspace).resolve()
+            toolbox = ToolBox(workspace, modules_dir=manifest.base_dir)
         self.runner = AgentRunner(manifest, caller, toolbox)
         for agent in manifest.agents:  # unknown tools are a manifest error: say so before any run
             self.runner.tools_of(agent)

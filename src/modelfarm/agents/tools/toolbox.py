@@ -88,16 +88,34 @@ def _bind(name: str, func: Callable[..., Any]) -> _Bound:
     return _Bound(tool, arguments, fields, "ctx" in signature.parameters)
 
 
-def _load(name: str) -> Callable[..., Any]:
+def _import_file(file: str, base: Path | None) -> Any:
+    """A tool module given as a file next to farm.toml ('tools.py'), imported under a private name."""
+    import importlib.util
+
+    if base is None:
+        raise ValueError("file tools need the farm's folder")
+    path = (base / file).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {file} next to farm.toml")
+    spec = importlib.util.spec_from_file_location(f"modelfarm_tools_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {file}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load(name: str, base: Path | None = None) -> Callable[..., Any]:
     builtins = ", ".join(BUILTINS)
-    how = f"use a built-in ({builtins}) or a module path such as 'package.module:function'"
+    how = f"use a built-in ({builtins}), a module path such as 'package.module:function', or 'file.py:function'"
     if name in BUILTINS:
         return BUILTINS[name]
     module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"unknown tool {name!r}: {how}")
     try:
-        target: Any = importlib.import_module(module_name)
+        is_file = module_name.endswith(".py")
+        target: Any = _import_file(module_name, base) if is_file else importlib.import_module(module_name)
     except Exception as exc:  # importing runs the module: any error there is the operator's to fix
         problem = f"{type(exc).__name__}: {exc}"
         raise ConfigError(
@@ -134,7 +152,9 @@ class ToolBox:
     are its allow-list, so a model cannot reach an arbitrary importable function.
     """
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, *, modules_dir: Path | None = None) -> None:
+        """`modules_dir`: where 'file.py:function' tools are found (the folder of farm.toml)."""
+        self.modules_dir = modules_dir
         if not workspace.is_dir():
             state = "is not a folder" if workspace.exists() else "does not exist"
             raise ToolError(f"the agent workspace {str(workspace)!r} {state}; create the folder or name another one")
@@ -145,7 +165,7 @@ class ToolBox:
         """The tools `names` declares (built-in names or 'module:function'); ConfigError if one is unknown."""
         for name in names:
             if name not in self._bound:
-                self._bound[name] = _bind(name, _load(name))
+                self._bound[name] = _bind(name, _load(name, self.modules_dir))
         return {name: self._bound[name].tool for name in names}
 
     async def call(self, name: str, args: dict[str, Any], *, timeout_s: float = 30.0) -> str:
