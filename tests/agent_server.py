@@ -5,8 +5,8 @@ against it go through the whole gateway path: router, pool limits, ledger. What 
 
 - a request whose `response_format` is the plan schema: the next entry of `plans` (a JSON
   string; the last one repeats), and the request is kept in `plan_requests`;
-- a merge request (system prompt saying "you write the final answer"): "Merged: " and a
-  citation [id] of every step result it was given;
+- a merge request (system prompt saying "you write the final answer"): one point per step
+  result it was given ("Merged sN", as JSON when asked for the answer schema, else "Merged: [s1] ...");
 - any other request is a step: the instruction is what follows "Your task: " (or the whole
   user message when there is no data before it). Cues in it:
   `sleep=S` waits S seconds, `fail=N` answers HTTP 500 to the first N tries of that
@@ -85,6 +85,8 @@ class ScriptedServer:
         if "you write the final answer" in system:
             self.merges.append(user)
             ids = re.findall(r"^\[([\w-]+)\] from ", user, re.M)
+            if fmt.get("json_schema", {}).get("name") == "answer":
+                return _reply(model, json.dumps({"points": [{"step": i, "point": f"Merged {i}"} for i in ids]}))
             return _reply(model, "Merged: " + " ".join(f"[{i}]" for i in ids))
         instruction = user.rsplit("Your task: ", 1)[-1]
         record = {"model": model, "instruction": instruction, "user": user, "system": system}

@@ -340,5 +340,5 @@ def test_cli_prints_the_whole_run_as_json(tmp_path: Path, server: ScriptedServer
     run = json.loads(done.stdout)
     assert run["plan"]["steps"][2]["inputs"] == ["s1", "s2"]
     assert all(s["start"] is not None and s["end"] > s["start"] and s["model"] for s in run["steps"])
-    assert run["answer"].startswith("Merged:") and run["tokens_out"] > 0 and run["cost"] > 0
+    assert run["answer"].startswith("- Merged s1 [s1]") and run["tokens_out"] > 0 and run["cost"] > 0
     assert run_cli("agents", "run", "--help").stdout.count("--json") == 1

@@ -8,7 +8,6 @@ or a cancelled client leaves a trace of what was done.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from modelfarm.agents.agent import AgentRunner
 from modelfarm.agents.calls import ModelCaller, Reply
 from modelfarm.agents.executor import Executor
+from modelfarm.agents.merge import merge
 from modelfarm.agents.plan import single_step_plan
 from modelfarm.agents.planner import Planner, pick_fallback_agent, results_context
 from modelfarm.agents.tools import ToolBox
@@ -25,15 +25,6 @@ from modelfarm.ledger import Ledger
 from modelfarm.manifest import Manifest
 
 MAX_TASK_CHARS = 8000
-
-_SYNTHESIS = "You are the brain of a team of agents: you write the final answer for the user from their results."
-_MERGE_ASK = (
-    "Write the final answer to the task as short bullet points, using only these results: "
-    "at least one bullet for every result, and keep every warning an agent raised (security, errors, deadlines). "
-    "End every bullet with the id of the result it uses, in brackets, for example [s2]."
-)
-
-_CITATION = re.compile(r"\[([A-Za-z0-9_,\s-]+)\]")
 
 
 def planner_model(manifest: Manifest) -> str:
@@ -129,21 +120,14 @@ class AgentRuns:
             trace.answer = ok[0].output  # one step: its answer is the answer, no merge needed
             trace.sources = {ok[0].id: [ok[0].agent, ok[0].output[:80]]}
         else:
-            share = self.runner.budget(self.model, self.manifest.orchestration.answer_max_tokens) // len(ok)
-            blocks = "\n\n".join(f"[{s.id}] from {s.agent}:\n{_cut(s.output, share)}" for s in ok)
-            gaps = [f"- {s.id} ({s.agent}) {s.status}: {s.error or s.note}" for s in trace.steps if s.status != "ok"]
-            missing = ("\n\nSteps without a result:\n" + "\n".join(gaps)) if gaps else ""
-            user = f"Task: {trace.task}\n\nResults of the agents:\n\n{blocks}{missing}\n\n{_MERGE_ASK}"
-            reply = await self.caller(
-                self.model,
-                [{"role": "system", "content": _SYNTHESIS}, {"role": "user", "content": user}],
-                max_tokens=self.manifest.orchestration.answer_max_tokens,
-                frequency_penalty=self.manifest.orchestration.frequency_penalty,
-            )
-            replies.append(reply)
-            trace.answer = reply.text.strip()
-            cited = {x.strip() for m in _CITATION.finditer(trace.answer) for x in m.group(1).split(",")}
-            trace.sources = {s.id: [s.agent, s.output[:80]] for s in ok if s.id in cited}
+            orch = self.manifest.orchestration
+            merged = await merge(
+                self.caller, self.model, trace.task, ok, [s for s in trace.steps if s.status != "ok"],
+                share=self.runner.budget(self.model, orch.answer_max_tokens) // len(ok),
+                max_tokens=orch.answer_max_tokens, frequency_penalty=orch.frequency_penalty,
+            )  # fmt: skip
+            replies += merged.replies
+            trace.answer, trace.sources = merged.answer, merged.sources
         trace.overhead["synthesis_s"] = round(clock() - started, 4)
         trace.status = "ok"  # an answer came; failed or skipped steps are in the trace
         send(Event("answer", {"answer": trace.answer, "sources": trace.sources}, clock()))
@@ -182,7 +166,3 @@ class AgentRuns:
     def _save(self, trace: RunTrace) -> None:
         if self.ledger is not None:
             self.ledger.save_run(trace.as_dict())
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f" [... {len(text) - limit} more characters cut]"
