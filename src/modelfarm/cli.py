@@ -21,6 +21,7 @@ from modelfarm.ledger import Ledger, default_ledger_path
 from modelfarm.manifest import Manifest, example_manifest_text, load_manifest, parse_duration
 from modelfarm.models.factory import prepare
 from modelfarm.routing.learned.cli import app as router_app
+from modelfarm.senses.cli import app as senses_app
 from modelfarm.sources import default_cache_dir
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(router_app, name="router", help="Train, score and evaluate learned quality routers.")
 app.add_typer(agents_app, name="agents", help="Plan a task with the brain and run it on the farm's agents.")
+app.add_typer(senses_app, name="senses", help="Run vision, speech and text micro-models on streams; raise alerts.")
 console = Console()
 err = Console(stderr=True)
 
