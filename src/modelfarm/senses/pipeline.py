@@ -2,8 +2,9 @@
 
 Threads do the CPU work (OpenCV, onnxruntime and CTranslate2 release the GIL): one reader per
 source, paced by the stream clock, and one worker per processor with its own queue. Video
-queues are bounded: when a processor falls behind, the oldest waiting frame is dropped and
-counted, so the newest frame is always next. Audio and text are never dropped (a gap would
+queues are bounded: in real time, when a processor falls behind, the oldest waiting frame is
+dropped and counted, so the newest frame is always next; a replay as fast as possible waits
+for the processor instead (nothing to catch up with). Audio and text are never dropped (a gap would
 break speech segments), and neither are events or alerts. The event bus, the rule engine and
 the alert sinks live on the asyncio loop; explanations from a model are attached after the
 alert has gone out, so they never delay it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import queue
 import threading
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelfarm.senses.events import Alert, Frame, Modality, SenseEvent, SourceItem
+from modelfarm.senses.events import Alert, AudioChunk, Frame, Modality, SenseEvent, SourceItem
 from modelfarm.senses.processors.base import Processor
 from modelfarm.senses.rules import RuleEngine
 from modelfarm.senses.sources import Clock
@@ -32,6 +34,7 @@ EventHook = Callable[[SenseEvent], None]
 AlertHook = Callable[[Alert], None]
 Explainer = Callable[[Alert], Awaitable[str]]
 _STOP = object()
+_FAST_BACKLOG = 20  # audio chunks (2 s) or text lines a processor may have waiting in a fast replay
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -105,24 +108,34 @@ class Report:
 class _Worker:
     """One processor on its own thread, fed by its own queue."""
 
-    def __init__(self, processor: Processor, spec_queue: int, every: float, emit: Callable[[list[SenseEvent]], None]):
+    def __init__(
+        self, processor: Processor, spec_queue: int, every: float, emit: Callable[[list[SenseEvent]], None], live: bool
+    ) -> None:
         self.processor = processor
         self.stats = StageStats(processor.name, processor.consumes)
         self.every = every
         self.emit = emit
-        bounded = processor.consumes == "video"
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=spec_queue if bounded else 0)
+        # Video: `spec_queue` frames. Audio and text: unbounded in real time (never dropped), and
+        # bounded in a fast replay, where a full queue holds the merged reader back so that no
+        # modality runs far ahead of the others in stream time.
+        size = spec_queue if processor.consumes == "video" else (0 if live else _FAST_BACKLOG)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
         self._last_t = float("-inf")
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"sense {processor.name}", daemon=True)
         self.error: BaseException | None = None
 
-    def offer(self, item: SourceItem) -> None:
+    def offer(self, item: SourceItem, *, live: bool) -> None:
+        """Queue an input. Live (real-time) frames never wait: the oldest queued frame is dropped
+        instead; a replay as fast as possible waits for room, so it drops nothing."""
         if isinstance(item, Frame):
             if self.every and item.source_time - self._last_t < self.every - 1e-9:
                 self.stats.skipped += 1
                 return
             self._last_t = item.source_time
+            if not live:
+                self.queue.put(item)
+                return
             while True:
                 try:
                     self.queue.put_nowait(item)
@@ -197,16 +210,20 @@ class Pipeline:
         def emit(events: list[SenseEvent]) -> None:
             loop.call_soon_threadsafe(bus.put_nowait, events)
 
-        self.workers = [_Worker(p, size, every, emit) for p, size, every in self._specs]
+        self.workers = [_Worker(p, size, every, emit, clock.realtime) for p, size, every in self._specs]
         report = Report(self.name, clock.realtime, stages=[w.stats for w in self.workers])
         for w in self.workers:
             w.thread.start()
         clock.start()
         t0 = time.perf_counter()
-        readers = [
-            threading.Thread(target=self._read, args=(m, items, clock, report), daemon=True, name=f"read {m}")
-            for m, items in sources.items()
-        ]
+        if clock.realtime:  # each source at its own pace, all on the wall clock
+            readers = [
+                threading.Thread(target=self._read, args=(m, items, clock), daemon=True, name=f"read {m}")
+                for m, items in sources.items()
+            ]
+        else:  # one reader, all sources merged in stream-time order, so modalities stay in step
+            merged = heapq.merge(*sources.values(), key=lambda item: item.source_time)
+            readers = [threading.Thread(target=self._read, args=(None, merged, clock), daemon=True, name="read")]
         for r in readers:
             r.start()
         finished = asyncio.ensure_future(self._finish(readers, loop, bus))
@@ -239,15 +256,16 @@ class Pipeline:
             raise RuntimeError(f"processor {errors[0].processor.name} failed: {errors[0].error}") from errors[0].error
         return report
 
-    def _read(self, modality: Modality, items: Iterable[SourceItem], clock: Clock, report: Report) -> None:
-        targets = [w for w in self.workers if w.processor.consumes == modality]
+    def _read(self, modality: Modality | None, items: Iterable[SourceItem], clock: Clock) -> None:
+        """Feed one source (or, `modality` None, the merged sources) to the processors."""
+        targets = {m: [w for w in self.workers if w.processor.consumes == m] for m in ("video", "audio", "text")}
         try:
             for item in items:
                 if not clock.wait_until(item.source_time):
                     return
                 item = _arrived(item)
-                for w in targets:
-                    w.offer(item)
+                for w in targets[_modality(item)]:
+                    w.offer(item, live=clock.realtime)
         except Exception:  # a broken file must not hang the pipeline: log, and end this source
             log.exception("sense source %s failed", modality)
 
@@ -282,6 +300,10 @@ class Pipeline:
             return
         if self.on_explained is not None:
             self.on_explained(alert)
+
+
+def _modality(item: SourceItem) -> Modality:
+    return "video" if isinstance(item, Frame) else "audio" if isinstance(item, AudioChunk) else "text"
 
 
 def _join(threads: list[threading.Thread]) -> None:
