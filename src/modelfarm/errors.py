@@ -11,7 +11,8 @@
     │   ├── AuthenticationError     401: missing or unknown API key
     │   ├── ToolError               400: an agent's tool refused its arguments (a path outside
     │   │                           the workspace, a bad filter, an unsafe expression)
-    │   └── RunNotFoundError        404: no agent run with that id
+    │   ├── RunNotFoundError        404: no agent run with that id
+    │   └── PipelineNotFoundError   404: no running sense pipeline of that name
     └── SystemError_                the system: retry later or elsewhere
         ├── OverloadedError         429: the model's queue is full (carries retry_after seconds)
         └── BackendUnavailableError 503: the backend failed, timed out or could not be loaded
@@ -90,6 +91,11 @@ class ToolError(ClientError):
 class RunNotFoundError(ClientError):
     status = 404
     code = "run_not_found"
+
+
+class PipelineNotFoundError(ClientError):
+    status = 404
+    code = "pipeline_not_found"
 
 
 class SystemError_(FarmError):

@@ -27,6 +27,7 @@ from modelfarm.serve.agents_http import mount_agents
 from modelfarm.serve.auth import KeyRing
 from modelfarm.serve.errors import error_body, error_response
 from modelfarm.serve.metrics import Metrics
+from modelfarm.serve.senses_http import SenseService, mount_senses
 from modelfarm.serve.service import Served, Service
 
 
@@ -56,15 +57,18 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
     service = Service(pool, ledger, metrics, router)
     keys = opts.keys if opts.keys is not None else KeyRing.from_sources()
     runs = AgentRuns(manifest, ServiceCaller(service), ledger) if manifest.agents else None
+    senses = SenseService(manifest)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.start()
         if opts.preload:
             await pool.preload(None if "*" in opts.preload else list(opts.preload))
+        await senses.start()
         try:
             yield
         finally:
+            await senses.aclose()
             await pool.aclose()
             ledger.close()
 
@@ -155,6 +159,7 @@ def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastA
         return JSONResponse({"id": spec.name, "object": "model", "created": 0, "owned_by": "modelfarm"})
 
     mount_agents(app, runs, ledger, keys)
+    mount_senses(app, senses, keys)
 
     @app.get("/healthz")
     async def healthz() -> Response:
