@@ -26,8 +26,8 @@ def test_inbox_plan_runs_in_parallel_branches_and_flags_the_phishing_mail(tmp_pa
     manifest = load_manifest(INBOX / "farm.toml")
     manifest = manifest.model_copy(
         update={
-            "agents": [a.model_copy(update={"max_tokens": min(a.max_tokens, 200)}) for a in manifest.agents],
-            "orchestration": manifest.orchestration.model_copy(update={"answer_max_tokens": 300}),
+            "agents": [a.model_copy(update={"max_tokens": min(a.max_tokens, 128)}) for a in manifest.agents],
+            "orchestration": manifest.orchestration.model_copy(update={"answer_max_tokens": 200}),
         }
     )
     task = (INBOX / "task.txt").read_text().strip()
