@@ -241,7 +241,7 @@ class Orchestration(BaseModel):
         return parse_duration(value)
 
 
-ProcessorType = Literal["ocr", "people", "faces", "vad", "asr", "siren", "breathing", "text"]
+ProcessorType = Literal["ocr", "people", "faces", "vad", "asr", "siren", "breathing", "text", "scene_text"]
 
 
 class ProcessorSpec(BaseModel):

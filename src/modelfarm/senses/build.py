@@ -25,6 +25,7 @@ def _classes() -> dict[str, type[Any]]:
     from modelfarm.senses.processors.asr import SpeechToText
     from modelfarm.senses.processors.ocr import MonitorOcr
     from modelfarm.senses.processors.people import FaceDetector, PeopleDetector
+    from modelfarm.senses.processors.scene_text import SceneText
     from modelfarm.senses.processors.signals import BreathingRate, SirenDetector
     from modelfarm.senses.processors.text import TextProcessor
     from modelfarm.senses.processors.vad import VoiceActivity
@@ -38,6 +39,7 @@ def _classes() -> dict[str, type[Any]]:
         "siren": SirenDetector,
         "breathing": BreathingRate,
         "text": TextProcessor,
+        "scene_text": SceneText,
     }
 
 
