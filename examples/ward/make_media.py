@@ -11,9 +11,10 @@ committed: regenerate them.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -33,10 +34,17 @@ def breathing(duration: float, per_min: float, seed: int = 7) -> np.ndarray:
     return (0.05 * envelope * noise / (np.abs(noise).max() + 1e-9)).astype(np.float32)
 
 
-def make(out: Path, fps: float) -> list[Path]:
-    sys.path.insert(0, str(HERE))
-    import scenario
+def _scenario() -> ModuleType:
+    """scenario.py next to this file, loaded by path (another demo's `scenario` may be imported)."""
+    spec = importlib.util.spec_from_file_location("ward_scenario", HERE / "scenario.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def make(out: Path, fps: float) -> list[Path]:
+    scenario = _scenario()
     from modelfarm.senses.monitor_video import write_monitor_video
     from modelfarm.senses.tts import speak, write_wav
 
