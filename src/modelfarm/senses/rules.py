@@ -62,13 +62,18 @@ def normalise_text(text: str) -> str:
 # -- the expression tree ----------------------------------------------------------------------
 
 
+Truth = tuple[bool, list[SenseEvent], float]
+"""(true?, the events that make it so, the stream time it became true)."""
+FALSE: Truth = (False, [], 0.0)
+
+
 @dataclass(slots=True)
 class _Atom:
     kind: str
     text: str
     """The atom as written, for messages."""
 
-    def value(self, state: _State, t: float) -> tuple[bool, list[SenseEvent]]:
+    def value(self, state: _State, t: float) -> Truth:
         raise NotImplementedError
 
 
@@ -84,23 +89,25 @@ class Compare(_Atom):
         t = self.threshold
         return {"<": v < t, "<=": v <= t, ">": v > t, ">=": v >= t, "==": v == t, "!=": v != t}[self.op]
 
-    def value(self, state: _State, t: float) -> tuple[bool, list[SenseEvent]]:
+    def value(self, state: _State, t: float) -> Truth:
         if self.within is not None:
             for e in reversed(state.history.get(self.kind, ())):
                 if t - e.source_time > self.within:
                     break
                 if e.value is not None and self.test(e.value):
-                    return True, [e]
-            return False, []
+                    return True, [e], e.source_time
+            return FALSE
         latest = state.latest.get(self.kind)
         if latest is None or latest.value is None or t - latest.source_time > state.stale_after:
-            return False, []
+            return FALSE
         if not self.test(latest.value):
-            return False, []
+            return FALSE
         if self.hold is None:
-            return True, [latest]
+            return True, [latest], latest.source_time
         since = state.since.get(id(self))
-        return (since is not None and t - since >= self.hold), [latest]
+        if since is None or t - since < self.hold:
+            return FALSE
+        return True, [latest], since + self.hold  # true from the moment the hold was complete
 
 
 @dataclass(slots=True)
@@ -108,25 +115,25 @@ class Contains(_Atom):
     phrase: str = ""
     within: float = DEFAULT_TEXT_WINDOW
 
-    def value(self, state: _State, t: float) -> tuple[bool, list[SenseEvent]]:
+    def value(self, state: _State, t: float) -> Truth:
         needle = normalise_text(self.phrase)
         for e in reversed(state.history.get(self.kind, ())):
             if t - e.source_time > self.within:
                 break
             if e.text and needle in normalise_text(e.text):
-                return True, [e]
-        return False, []
+                return True, [e], _evidence_time(e)
+        return FALSE
 
 
 @dataclass(slots=True)
 class Seen(_Atom):
     within: float = DEFAULT_SEEN_WINDOW
 
-    def value(self, state: _State, t: float) -> tuple[bool, list[SenseEvent]]:
+    def value(self, state: _State, t: float) -> Truth:
         latest = state.latest.get(self.kind)
         if latest is not None and t - latest.source_time <= self.within:
-            return True, [latest]
-        return False, []
+            return True, [latest], latest.source_time
+        return FALSE
 
 
 @dataclass(slots=True)
@@ -134,20 +141,22 @@ class _Node:
     op: Literal["and", "or", "not"]
     parts: list[_Atom | _Node]
 
-    def value(self, state: _State, t: float) -> tuple[bool, list[SenseEvent]]:
+    def value(self, state: _State, t: float) -> Truth:
         if self.op == "not":
-            ok, _ = self.parts[0].value(state, t)
-            return not ok, []
+            ok, _, _ = self.parts[0].value(state, t)
+            return (False, [], t) if ok else (True, [], t)
         evidence: list[SenseEvent] = []
+        at = float("-inf")
         for part in self.parts:
-            ok, ev = part.value(state, t)
+            ok, ev, since = part.value(state, t)
             if self.op == "and" and not ok:
-                return False, []
+                return FALSE
             if ok:
                 evidence += ev
+                at = max(at, since)  # `and`: true once its last part is
                 if self.op == "or":
-                    return True, evidence
-        return self.op == "and", evidence
+                    return True, evidence, since
+        return (True, evidence, at) if self.op == "and" else FALSE
 
 
 Expr = _Atom | _Node
@@ -343,13 +352,13 @@ class RuleEngine:
         self.clock = max(self.clock, t)
         raised: list[Alert] = []
         for armed in self._rules:
-            ok, evidence = armed.expr.value(self.state, self.clock)
+            ok, evidence, at = armed.expr.value(self.state, self.clock)
+            at = min(at, self.clock) if at != float("-inf") else self.clock
             if ok:
                 armed.false_since = None
                 if not armed.active:
                     armed.active = True
                     r = armed.rule
-                    at = max((_evidence_time(e) for e in evidence), default=self.clock)
                     raised.append(
                         Alert(
                             id="alert-" + uuid.uuid4().hex[:16], pipeline=self.pipeline, rule=r.name,
