@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -138,3 +139,14 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None)
         timeout=timeout,
         env=env,
     )
+
+
+def example_module(demo: str, name: str) -> ModuleType:
+    """examples/DEMO/NAME.py, loaded by path under a name of its own (demos share file names)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / demo / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{demo}_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

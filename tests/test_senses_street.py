@@ -6,10 +6,7 @@ demo's sign frames, and on a scripted TextReader for what OCR gets slightly wron
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,21 +19,13 @@ from modelfarm.senses.pipeline import Pipeline
 from modelfarm.senses.processors.ocr import Box, Word
 from modelfarm.senses.processors.scene_text import SceneText, speed_limit
 from modelfarm.senses.sources import Clock
+from tests.conftest import example_module
 
 STREET = Path(__file__).resolve().parents[1] / "examples" / "street"
 
 
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"street_{name}", STREET / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_street_demo_raises_its_alerts_at_the_expected_times(tmp_path: Path) -> None:
-    scenario, make_media = _module("scenario"), _module("make_media")
+    scenario, make_media = example_module("street", "scenario"), example_module("street", "make_media")
     video, audio = make_media.make(tmp_path)
     manifest = load_manifest(STREET / "farm.toml")
     spec, processors, engine = build(manifest, "street")
@@ -55,7 +44,7 @@ def test_the_street_demo_raises_its_alerts_at_the_expected_times(tmp_path: Path)
 
 
 def test_scene_text_reads_the_demo_signs() -> None:
-    make_media = _module("make_media")
+    make_media = example_module("street", "make_media")
     reader = SceneText(words=["STOP", "SPEED LIMIT", "YIELD"], det_max_side=480, threads=2)
     empty = reader.process(Frame(make_media.render_street(10.0), 10.0, 50))  # no sign, nobody
     (stop,) = reader.process(Frame(make_media.render_street(25.0), 25.0, 125))

@@ -5,30 +5,19 @@ scripted times (examples/ward/scenario.py), once each."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 from modelfarm.manifest import load_manifest
 from modelfarm.senses.build import build, open_sources
 from modelfarm.senses.pipeline import Pipeline
 from modelfarm.senses.sources import Clock
+from tests.conftest import example_module
 
 WARD = Path(__file__).resolve().parents[1] / "examples" / "ward"
 
 
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"ward_{name}", WARD / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_ward_demo_raises_its_alerts_at_the_expected_times(tmp_path: Path) -> None:
-    scenario, make_media = _module("scenario"), _module("make_media")
+    scenario, make_media = example_module("ward", "scenario"), example_module("ward", "make_media")
     video, audio, notes = make_media.make(tmp_path, fps=5.0)
     manifest = load_manifest(WARD / "farm.toml")
     spec, processors, engine = build(manifest, "ward")
