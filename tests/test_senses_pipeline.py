@@ -147,3 +147,15 @@ def test_text_processor_reads_vitals_keywords_and_pii() -> None:
     assert pii.data["kinds"] == ["EMAIL_ADDRESS"] and "jane" not in str(pii.as_dict())
     assert not [e for e in proc.process(TextItem("He felt fine", 4.0)) if e.kind == "keyword"]  # "fell" != "felt"
     assert not [e for e in proc.process(TextItem("sats 300", 5.0)) if e.kind == "spo2"]  # implausible
+
+
+def test_a_microphone_without_its_driver_says_how_to_get_one() -> None:
+    import importlib.util
+
+    from modelfarm.errors import ConfigError
+    from modelfarm.senses.sources import microphone_source
+
+    if importlib.util.find_spec("sounddevice") is not None:
+        pytest.skip("sounddevice is installed here: the error path cannot be shown")
+    with pytest.raises(ConfigError, match="pip install sounddevice"):
+        next(microphone_source())

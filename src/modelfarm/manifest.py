@@ -285,7 +285,7 @@ class SensePipelineSpec(BaseModel):
     video: str | None = None
     """A video file, a folder of frames, or a camera index (relative paths: to farm.toml)."""
     audio: str | None = None
-    """A 16-bit PCM WAV file."""
+    """A 16-bit PCM WAV file, or "mic" / "mic:DEVICE" for a microphone (needs `sounddevice`)."""
     text: str | None = None
     """A JSONL file of {"t": seconds, "text": ...}, or "-" for stdin."""
     fps: float | None = Field(default=None, gt=0)

@@ -105,7 +105,7 @@ def open_sources(
     def where(given: str | None, declared: str | None) -> str | None:
         if given is not None:
             return given
-        if declared is None or declared == "-" or declared.isdigit():
+        if declared is None or declared == "-" or declared.isdigit() or declared.startswith("mic"):
             return declared
         return str(base / declared)
 
@@ -113,7 +113,11 @@ def open_sources(
     v, a, t = where(video, spec.video), where(audio, spec.audio), where(text, spec.text)
     if v is not None:
         out["video"] = video_source(v, fps=spec.fps)
-    if a is not None:
+    if a is not None and (a == "mic" or a.startswith("mic:")):
+        from modelfarm.senses.sources import microphone_source
+
+        out["audio"] = microphone_source(a.partition(":")[2] or None)
+    elif a is not None:
         out["audio"] = audio_source(read_wav(a))
     if t is not None:
         out["text"] = text_source(t)

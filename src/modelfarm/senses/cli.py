@@ -36,7 +36,7 @@ def run_command(
     pipeline: Annotated[str, typer.Argument(help="The pipeline's name: a [senses.NAME] table of the farm.")],
     farm: Annotated[Path | None, typer.Option("--farm", "-f", help="farm.toml declaring the pipeline.")] = None,
     video: Annotated[str | None, typer.Option(help="Video file, folder of frames, or camera index.")] = None,
-    audio: Annotated[str | None, typer.Option(help="16-bit PCM WAV file.")] = None,
+    audio: Annotated[str | None, typer.Option(help="16-bit PCM WAV file, or mic[:DEVICE] for a microphone.")] = None,
     text: Annotated[str | None, typer.Option(help='JSONL of {"t": s, "text": ...}, or - for stdin.')] = None,
     realtime: Annotated[
         bool | None, typer.Option("--realtime/--fast", help="Replay at the streams' own pace, or as fast as possible.")

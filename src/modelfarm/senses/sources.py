@@ -158,6 +158,30 @@ def audio_source(samples: np.ndarray, *, chunk_s: float = AUDIO_CHUNK_S) -> Iter
         yield AudioChunk(samples[start : start + n], start / AUDIO_RATE)
 
 
+def microphone_source(device: str | None = None, *, chunk_s: float = AUDIO_CHUNK_S) -> Iterator[AudioChunk]:
+    """Live audio from a microphone (16 kHz mono), stamped on arrival. Needs the optional
+    `sounddevice` package (PortAudio); `device` is a name or index (default: the system's)."""
+    try:
+        import sounddevice  # type: ignore[import-not-found, unused-ignore]
+    except (ImportError, OSError) as exc:
+        raise ConfigError(
+            "a microphone source needs the `sounddevice` package and PortAudio: "
+            "`pip install sounddevice` (and `apt install libportaudio2`), or give a WAV file"
+        ) from exc
+    frames: queue.Queue[np.ndarray] = queue.Queue()
+    n = max(1, int(AUDIO_RATE * chunk_s))
+    dev: str | int | None = int(device) if device is not None and device.isdigit() else device
+
+    def callback(data: np.ndarray, _frames: int, _time: object, _status: object) -> None:
+        frames.put(data[:, 0].astype(np.float32).copy())
+
+    t0 = time.perf_counter()
+    with sounddevice.InputStream(samplerate=AUDIO_RATE, channels=1, blocksize=n, device=dev, callback=callback):
+        while True:
+            samples = frames.get()
+            yield AudioChunk(samples, time.perf_counter() - t0 - len(samples) / AUDIO_RATE)
+
+
 @dataclass(frozen=True, slots=True)
 class _Line:
     text: str
