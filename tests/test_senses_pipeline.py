@@ -4,9 +4,11 @@ load shedding, pacing, explanations after the alert, errors, and the senses CLI.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +161,24 @@ def test_a_microphone_without_its_driver_says_how_to_get_one() -> None:
         pytest.skip("sounddevice is installed here: the error path cannot be shown")
     with pytest.raises(ConfigError, match="pip install sounddevice"):
         next(microphone_source())
+
+
+def test_cli_prints_one_json_line_per_alert_and_a_report(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    notes = ['{"t": 1, "text": "all calm"}', '{"t": 2.5, "text": "Patient fell, sats 85%"}']
+    (tmp_path / "notes.jsonl").write_text("\n".join(notes) + "\n")
+    (tmp_path / "farm.toml").write_text(
+        '[senses.notes]\ntext = "notes.jsonl"\n\n[[senses.notes.processors]]\ntype = "text"\nkeywords = ["fell"]\n\n'
+        '[[senses.notes.rules]]\nname = "fall"\nwhen = \'keyword contains "fell"\'\nseverity = "critical"\n\n'
+        '[[senses.notes.rules]]\nname = "low"\nwhen = "spo2 < 90"\n'
+    )
+    done = run_cli("senses", "run", "notes", "--farm", str(tmp_path / "farm.toml"), "--fast", "--json",
+                   "--report", str(tmp_path / "report.json"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    alerts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(a["rule"] for a in alerts) == ["fall", "low"] and all(a["source_time"] == 2.5 for a in alerts)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["events"] >= 4 and report["stages"][0]["items"] == 2
+    bad = run_cli("senses", "run", "nope", "--farm", str(tmp_path / "farm.toml"))
+    assert bad.returncode == 2 and "no sense pipeline 'nope'" in bad.stderr
