@@ -249,6 +249,20 @@ def git_state() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def machine_info() -> dict[str, object]:
+    """When, at which commit and on what the benchmark ran: the head of every result line."""
+    import datetime as dt
+    import platform
+
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0],
+        "python": platform.python_version(),
+    }
+
+
 def noise_note(shares: Sequence[float], reruns: int, limit: float) -> str:
     """One line on how much other processes used the machine during the measurements that were kept."""
     if not shares:

@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -43,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from _harness import LOOPBACK, eprint, free_port, git_state, table
+from _harness import LOOPBACK, eprint, free_port, machine_info, table
 from modelfarm.agents.calls import ServiceCaller
 from modelfarm.agents.plan import plan_schema
 from modelfarm.agents.run import AgentRuns
@@ -266,11 +263,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         await backend.stop()
     return {
         "benchmark": "agents_overhead",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git": git_state(),
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
+        **machine_info(),
         "n": args.steps,
         "reps": args.reps,
         "shapes": shapes,

@@ -37,17 +37,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import Disturbance, eprint, git_state, table
+from _harness import Disturbance, eprint, machine_info, table
 from agents_overhead import PLANNER, Farm, ScriptedBackend, plan_text
 from modelfarm.agents.plan import Step
 from modelfarm.agents.run import AgentRuns
@@ -184,11 +181,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             await backend.stop()
     return {
         "benchmark": "agents_parallel",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git": git_state(),
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
+        **machine_info(),
         "latency_s": args.latency,
         "rows": rows,
         **speedups(rows),

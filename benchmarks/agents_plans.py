@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import time
 from collections import Counter
@@ -41,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO, eprint, git_state, table
+from _harness import REPO, eprint, machine_info, table
 from modelfarm.agents.calls import ModelCaller, Reply, ServiceCaller
 from modelfarm.agents.run import AgentRuns
 from modelfarm.ledger import Ledger
@@ -129,11 +126,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         ledger.close()
     return {
         "benchmark": "agents_plans",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git": git_state(),
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
+        **machine_info(),
         "planner": model,
         "tasks": len(tasks),
         "max_tokens": args.max_tokens,
