@@ -17,7 +17,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from modelfarm.errors import BackendUnavailableError, FarmError, ModelNotFoundError, OverloadedError
@@ -86,8 +86,16 @@ class ModelStatus:
 class Pool:
     """Loads, shares and evicts the models of one manifest."""
 
-    def __init__(self, manifest: Manifest, *, preparer: Preparer | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        preparer: Preparer | None = None,
+        remote_backends: Mapping[str, Callable[[], Backend]] | None = None,
+    ) -> None:
         self.manifest = manifest
+        self._remote = dict(remote_backends or {})
+        """Models served elsewhere (Ray Serve replicas): a cheap handle instead of weights."""
         settings = manifest.farm
         self.threads = settings.threads or os.cpu_count() or 1
         self.budget_bytes = settings.memory_budget_mb * _MIB
@@ -99,6 +107,8 @@ class Pool:
         self._evict_lock = asyncio.Lock()
 
     def _prepare(self, spec: ModelSpec) -> Prepared:
+        if spec.name in self._remote:
+            return Prepared(0, self._remote[spec.name])
         return prepare(spec, base_dir=self.manifest.base_dir, cache_dir=self.cache_dir, threads=self.threads)
 
     # -- lookup and status ----------------------------------------------------------------

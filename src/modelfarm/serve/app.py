@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from modelfarm.agents.run import AgentRuns
 from modelfarm.errors import FarmError, InvalidRequestError
 from modelfarm.ledger import Ledger, default_ledger_path
 from modelfarm.manifest import Manifest
+from modelfarm.models.base import Backend
 from modelfarm.models.pool import Pool
 from modelfarm.routing.router import Router
 from modelfarm.serve import wire
@@ -39,6 +40,8 @@ class ServeOptions:
     """API keys; None reads MODELFARM_API_KEYS."""
     preload: tuple[str, ...] = ()
     """Models to load before the server accepts requests ("*" for all)."""
+    remote_backends: Mapping[str, Callable[[], Backend]] | None = None
+    """Models served elsewhere (the Ray Serve deployments of `modelfarm serve --ray`)."""
 
 
 def _json(served: Served) -> Response:
@@ -50,7 +53,7 @@ def _json(served: Served) -> Response:
 def create_app(manifest: Manifest, options: ServeOptions | None = None) -> FastAPI:
     """Build the gateway for one farm. Nothing is loaded until the app starts."""
     opts = options or ServeOptions()
-    pool = Pool(manifest)
+    pool = Pool(manifest, remote_backends=opts.remote_backends)
     ledger = Ledger(opts.ledger_path or manifest.farm.ledger or default_ledger_path())
     metrics = Metrics(pool)
     router = Router(manifest, pool)
