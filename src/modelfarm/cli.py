@@ -22,6 +22,7 @@ from modelfarm.manifest import Manifest, example_manifest_text, load_manifest, p
 from modelfarm.models.factory import prepare
 from modelfarm.routing.learned.cli import app as router_app
 from modelfarm.senses.cli import app as senses_app
+from modelfarm.serve.auth import KeyRing
 from modelfarm.sources import default_cache_dir
 
 app = typer.Typer(
@@ -88,24 +89,42 @@ def serve(
         Path | None, typer.Option("--keys-file", help="API keys, one a line (also: MODELFARM_API_KEYS).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Deploy on Ray Serve: one deployment per model, the gateway as ingress "
+            "(needs `pip install 'modelfarm\\[ray]'`). Without --address, starts a local Ray on 127.0.0.1.",
+        ),
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="A running Ray cluster to deploy on, e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001 (implies --ray)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the farm behind the OpenAI HTTP API."""
+    """Serve the farm behind the OpenAI HTTP API (in this process, or on Ray Serve with --ray)."""
     import uvicorn
 
     from modelfarm.serve.app import ServeOptions, create_app
     from modelfarm.serve.auth import KeyRing
 
     manifest = _manifest(farm)
-    _prepare_files(manifest)
+    if address is None:
+        _prepare_files(manifest)
     try:
         keys = KeyRing.from_sources(keys_file)
     except FarmError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
-    options = ServeOptions(ledger_path=ledger, keys=keys, preload=tuple(preload or ()))
-    application = create_app(manifest, options)
     url = f"http://{host}:{port}/v1"
     names = ", ".join(m.name for m in manifest.models)
+    if ray or address is not None:
+        _serve_on_ray(manifest, address, host, port, ledger, keys, tuple(preload or ()))
+        return
+    options = ServeOptions(ledger_path=ledger, keys=keys, preload=tuple(preload or ()))
+    application = create_app(manifest, options)
     err.print(
         f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) at [bold]{url}[/]",
         soft_wrap=True,
@@ -120,6 +139,52 @@ def serve(
         highlight=False,
     )
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _serve_on_ray(
+    manifest: Manifest,
+    address: str | None,
+    host: str,
+    port: int,
+    ledger: Path | None,
+    keys: KeyRing,
+    preload: tuple[str, ...],
+) -> None:
+    """Deploy on Ray Serve, print where, wait for Ctrl-C or SIGTERM, take the app down."""
+    import importlib.util
+    import signal
+    import threading
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
+        err.print("[red]error:[/red] --ray needs Ray Serve: pip install 'modelfarm[ray]'")
+        raise typer.Exit(2)
+    from modelfarm.cluster.runtime import deploy
+    from modelfarm.cluster.settings import GatewaySettings
+
+    ledger_path = (ledger or manifest.farm.ledger or default_ledger_path()).expanduser().resolve()
+    where = f"the Ray cluster at {address}" if address else "a local Ray instance (127.0.0.1)"
+    err.print(f"starting the farm on {where}; the first start takes 20-30 s ...")
+    try:
+        farm = deploy(manifest, GatewaySettings(ledger_path, keys, preload), address=address, host=host, port=port)
+    except FarmError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    names = ", ".join(m.name for m in manifest.models)
+    err.print(
+        f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) on Ray Serve at "
+        f"[bold]{farm.url}/v1[/]; Ctrl-C stops it",
+        soft_wrap=True,
+    )
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        err.print("stopping ...")
+        farm.stop()
 
 
 @app.command()

@@ -9,6 +9,7 @@ Cluster (`address`, e.g. "ray://head:10001" or "head:6379"): joins it, deploys t
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,18 +32,21 @@ class RayFarm:
     url: str
     started_ray: bool
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Take the app down (replicas run their shutdown: ledgers closed, streams ended).
+
+        A graceful shutdown that hangs (a node already gone) is abandoned after `timeout`;
+        a local instance is then killed outright by `ray.shutdown`."""
         import ray
         from ray import serve
 
         if not ray.is_initialized():
             return
-        if self.started_ray:
-            serve.shutdown()  # type: ignore[no-untyped-call]
-            ray.shutdown()
-        else:
-            serve.delete(APP_NAME)
-            ray.shutdown()  # disconnects this driver only
+        graceful = serve.shutdown if self.started_ray else lambda: serve.delete(APP_NAME)
+        worker = threading.Thread(target=graceful, name="serve-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        ray.shutdown()  # a local instance: stops every process; a cluster: disconnects this driver
 
 
 def init_ray(manifest: Manifest, address: str | None, *, num_cpus: int | None = None) -> bool:
