@@ -14,7 +14,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 VENV=.venv
 LLAMA_VERSION=0.3.36
-EXTRAS=${1:-dev}
+EXTRAS=${1:-dev,ray}
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo ">> creating $VENV"

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from modelfarm.cluster.loopback import HOOK, set_loopback_env
+from modelfarm.cluster.proxy import CALLBACK, CALLBACK_ENV
 from modelfarm.errors import BackendUnavailableError, ConfigError
 from modelfarm.manifest import Manifest
 
@@ -62,6 +63,7 @@ def init_ray(manifest: Manifest, address: str | None, *, num_cpus: int | None = 
         ray.init(address=address, **common)
         return False
     cpus = num_cpus or manifest.ray.local_cpus or os.cpu_count() or 1
+    os.environ.setdefault(CALLBACK_ENV, CALLBACK)  # inherited by the proxy actor
     ray.init(
         num_cpus=cpus,
         include_dashboard=False,
