@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import Gateway, run_cli, small_model_toml
@@ -37,3 +38,17 @@ def test_models_table_shows_loaded_state(gateway: Gateway, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if "small" in line)
     assert "micro" in row and "local" in row and "yes" in row
+
+
+def test_errors_print_the_manifest_keys_literally(tmp_path: Path) -> None:
+    empty = tmp_path / "farm.toml"
+    empty.write_text('[farm]\nname = "empty"\n')
+    done = run_cli("serve", "--farm", str(empty))
+    assert done.returncode == 2
+    assert "declare at least one [[models]] entry" in done.stderr, done.stderr
+
+
+def test_serve_help_explains_ray() -> None:
+    done = run_cli("serve", "--help", env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0
+    assert "--ray" in done.stdout and "--address" in done.stdout and "modelfarm[ray]" in done.stdout

@@ -12,6 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -50,7 +51,7 @@ def _manifest(farm: Path | None) -> Manifest:
     try:
         return load_manifest(farm)
     except FarmError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
 
 
@@ -70,7 +71,7 @@ def _prepare_files(manifest: Manifest) -> None:
             try:
                 prepare(spec, base_dir=manifest.base_dir, cache_dir=cache, threads=1, progress=step)
             except FarmError as exc:
-                err.print(f"[red]error:[/red] {exc.message}")
+                err.print(f"[red]error:[/red] {escape(exc.message)}")
                 raise typer.Exit(2) from exc
             progress.remove_task(task)
 
@@ -116,7 +117,7 @@ def serve(
     try:
         keys = KeyRing.from_sources(keys_file)
     except FarmError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
     url = f"http://{host}:{port}/v1"
     names = ", ".join(m.name for m in manifest.models)
@@ -167,7 +168,7 @@ def _serve_on_ray(
     try:
         farm = deploy(manifest, GatewaySettings(ledger_path, keys, preload), address=address, host=host, port=port)
     except FarmError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -204,7 +205,7 @@ def chat(
         else:
             asyncio.run(_chat_local(_manifest(farm), model, messages, max_tokens))
     except FarmError as exc:
-        err.print(f"\n[red]error:[/red] {exc.message}")
+        err.print(f"\n[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
 
 
@@ -353,7 +354,7 @@ def route(
     try:
         asyncio.run(_route(_manifest(farm), policy, prompts, as_json))
     except FarmError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
 
 

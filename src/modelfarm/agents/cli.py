@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -50,7 +51,7 @@ def run_command(
         manifest = load_manifest(farm)
         trace = asyncio.run(_run(manifest, task, ledger, as_json, not no_constrain))
     except FarmError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
     except KeyboardInterrupt:
         err.print("[yellow]cancelled[/yellow]")

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from modelfarm.errors import FarmError
@@ -49,7 +50,7 @@ def run_command(
         manifest = load_manifest(farm)
         result = asyncio.run(_run(manifest, pipeline, video, audio, text, realtime, as_json))
     except FarmError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -46,7 +47,7 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(exc: FarmError) -> typer.Exit:
-    _console(stderr=True).print(f"[red]error:[/red] {exc.message}", highlight=False)
+    _console(stderr=True).print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
     return typer.Exit(2)
 
 
