@@ -171,7 +171,8 @@ def _serve_on_ray(
         err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (nohup, `&`)
+        signal.signal(signum, lambda *_: stop.set())
     names = ", ".join(m.name for m in manifest.models)
     err.print(
         f"[bold green]modelfarm[/] serving farm [bold]{manifest.farm.name}[/] ({names}) on Ray Serve at "
@@ -181,8 +182,6 @@ def _serve_on_ray(
     try:
         while not stop.wait(1.0):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         err.print("stopping ...")
         farm.stop()
