@@ -90,3 +90,21 @@ def test_cli_reports_manifest_errors(tmp_path: Path) -> None:
     done = run_cli("models", "--farm", str(path))
     assert done.returncode == 2
     assert "role" in done.stderr and str(path) in done.stderr.replace("\n", "")
+
+
+def test_ray_settings_are_checked_and_named(tmp_path: Path) -> None:
+    msg = _error(tmp_path, small_model_toml() + "[models.ray]\nmin_replicas = 3\nmax_replicas = 2\n")
+    assert "models[0] (name = 'small').ray" in msg and "max_replicas must be >= min_replicas" in msg
+    msg = _error(tmp_path, small_model_toml() + "[models.ray]\nnum_gpu = 1\n")
+    assert "num_gpu" in msg and "fix:" in msg
+    msg = _error(tmp_path, small_model_toml() + '[models.ray]\nmultiplex = "two words"\n')
+    assert "multiplex" in msg
+    msg = _error(tmp_path, small_model_toml() + '[models.ray]\nmultiplex = "m"\ndeploy = false\n')
+    assert "multiplex needs a deployment" in msg
+    msg = _error(tmp_path, "[ray]\nnum_cpus = -1\n" + small_model_toml())
+    assert "ray.num_cpus" in msg
+    ok = parse_manifest(
+        "[ray]\nnum_cpus = 0.5\nmax_models_per_replica = 3\n" + small_model_toml() + "[models.ray]\nreplicas = 2\n",
+        source=tmp_path / "farm.toml",
+    )
+    assert ok.ray.num_cpus == 0.5 and ok.models[0].ray.replicas == 2 and ok.models[0].ray.num_cpus is None

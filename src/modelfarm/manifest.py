@@ -65,11 +65,17 @@ class ModelRay(BaseModel):
     """Memory Ray reserves per replica, for placement (default: none reserved)."""
     multiplex: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
     """Models with the same group name share the replicas of one deployment (LRU-loaded)."""
+    deploy: bool | None = None
+    """false: serve the model inside each gateway replica, as embedded, with no Ray hop (for
+    remote OpenAI-compatible members that need no placement). Default: true for chat models,
+    false for embedding models (the router reads them on every decision)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> ModelRay:
         if self.max_replicas is not None and self.max_replicas < self.min_replicas:
             raise ValueError("max_replicas must be >= min_replicas")
+        if self.multiplex is not None and self.deploy is False:
+            raise ValueError("multiplex needs a deployment: remove deploy = false or multiplex")
         return self
 
 

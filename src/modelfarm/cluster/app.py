@@ -8,7 +8,8 @@ group of small models), and the gateway with the router as the ingress.
             └── mux-micro      MultiplexedReplica (small models, LRU-loaded per replica)
 
 Embedding models stay inside each gateway replica: the router reads them on every decision
-(about 1 ms in-process; a Ray hop costs ~20 ms) and they are small.
+(about 1 ms in-process; a Ray hop costs ~20 ms) and they are small. Any model with
+`[models.ray] deploy = false` does too (a hosted API needs no placement, only a connection).
 """
 
 from __future__ import annotations
@@ -47,11 +48,16 @@ def deployment_name(prefix: str, name: str) -> str:
     return f"{prefix}-" + re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
+def is_deployed(spec: ModelSpec) -> bool:
+    """Whether the model gets a deployment of its own (else it runs inside the gateway)."""
+    return spec.ray.deploy if spec.ray.deploy is not None else spec.backend != "embedding"
+
+
 def deployed(manifest: Manifest) -> dict[str, list[ModelSpec]]:
-    """Deployment name -> the chat models it serves (one each, or a multiplexed group)."""
+    """Deployment name -> the models it serves (one each, or a multiplexed group)."""
     out: dict[str, list[ModelSpec]] = {}
     for spec in manifest.models:
-        if spec.backend == "embedding":
+        if not is_deployed(spec):
             continue
         key = deployment_name("mux", spec.ray.multiplex) if spec.ray.multiplex else deployment_name("model", spec.name)
         out.setdefault(key, []).append(spec)
