@@ -25,6 +25,7 @@ import uvicorn
 from modelfarm.manifest import Manifest, parse_manifest
 from modelfarm.serve.app import ServeOptions, create_app
 from modelfarm.serve.auth import KeyRing
+from tests.echo_server import EchoServer
 
 SMOLLM_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
@@ -100,6 +101,14 @@ def start_gateway(manifest: Manifest, ledger: Path, keys: KeyRing | None = None)
             time.sleep(0.05)
     server.should_exit = True
     raise RuntimeError("the gateway did not start")
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[EchoServer]:
+    """An OpenAI-compatible stand-in on 127.0.0.1 that records what it receives and echoes it."""
+    server = EchoServer(free_port()).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

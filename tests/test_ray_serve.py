@@ -77,13 +77,6 @@ class Farm:
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[EchoServer]:
-    server = EchoServer(free_port()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def manifest(echo: EchoServer, tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     root = tmp_path_factory.mktemp("rayfarm")
     return parse_manifest(farm_toml(echo, free_port()), source=root / "farm.toml")

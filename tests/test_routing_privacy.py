@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from modelfarm.manifest import parse_manifest
-from tests.conftest import Gateway, free_port, run_cli, small_model_toml, start_gateway
+from tests.conftest import Gateway, run_cli, small_model_toml, start_gateway
 from tests.echo_server import EchoServer
 
 EMAIL = "maria.gonzalez@posteo.de"
@@ -27,13 +27,6 @@ def farm(echo: EchoServer) -> str:
         + f'\n[[models]]\nname = "cloud"\nrole = "brain"\nbackend = "openai"\nbase_url = "{echo.base_url}"\n'
         'tier = "public"\nprice_in = 2.5\nprice_out = 10\n'
     )
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoServer]:
-    server = EchoServer(free_port()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
