@@ -27,6 +27,7 @@ from modelfarm.cluster.settings import GatewaySettings
 from modelfarm.errors import ConfigError
 from modelfarm.ledger import Ledger
 from modelfarm.manifest import Manifest, parse_manifest
+from tests.agent_server import ScriptedServer, plan
 from tests.conftest import free_port, small_model_toml, start_gateway
 from tests.echo_server import EchoServer
 
@@ -37,7 +38,7 @@ EMAIL = "maria.gonzalez@posteo.de"
 ASK = f"Please write to {EMAIL} about the invoice."
 
 
-def farm_toml(echo: EchoServer, dead_port: int) -> str:
+def farm_toml(echo: EchoServer, scripted: ScriptedServer, dead_port: int) -> str:
     mux = '[models.ray]\nmultiplex = "micro"\n'
     return (
         '[farm]\nname = "ray-test"\nthreads = 2\n\n'
@@ -57,6 +58,11 @@ def farm_toml(echo: EchoServer, dead_port: int) -> str:
         'tier = "public"\nprice_in = 2.5\nprice_out = 10\n'
         f'\n[[models]]\nname = "cloud-direct"\nbackend = "openai"\nbase_url = "{echo.base_url}"\n'
         'tier = "public"\nprice_in = 2.5\n[models.ray]\ndeploy = false\n'
+        f'\n[[models]]\nname = "planner"\nbackend = "openai"\nbase_url = "{scripted.base_url}"\n'
+        "max_concurrency = 8\ntimeout = 10\n"
+        '\n[orchestration]\nplanner = "planner"\nstep_timeout = 10\n'
+        '\n[[agents]]\nname = "reader"\ndescription = "Reads the mailbox."\nmodel = "planner"\n'
+        '\n[[agents]]\nname = "checker"\ndescription = "Checks prices."\nmodel = "planner"\n'
         f'\n[[models]]\nname = "dead"\nbackend = "openai"\nbase_url = "http://127.0.0.1:{dead_port}/v1"\n'
         'tier = "public"\nprice_in = 1\ntimeout = 5\n'
     )
@@ -77,9 +83,16 @@ class Farm:
 
 
 @pytest.fixture(scope="module")
-def manifest(echo: EchoServer, tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+def scripted() -> Iterator[ScriptedServer]:
+    server = ScriptedServer(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def manifest(echo: EchoServer, scripted: ScriptedServer, tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     root = tmp_path_factory.mktemp("rayfarm")
-    return parse_manifest(farm_toml(echo, free_port()), source=root / "farm.toml")
+    return parse_manifest(farm_toml(echo, scripted, free_port()), source=root / "farm.toml")
 
 
 def _descendants(pid: int) -> set[int]:
@@ -280,6 +293,17 @@ def test_client_disconnect_stops_generation(farm: Farm) -> None:
     assert ok.status_code == 200 and time.monotonic() - t0 < 5
 
 
+def test_agent_run_over_http(farm: Farm, scripted: ScriptedServer) -> None:
+    scripted.reset(plan(("s1", "reader", "read it", []), ("s2", "checker", "check it", [])))
+    r = httpx.post(farm.base_url + "/agents/runs", json={"task": "read and check", "stream": False}, timeout=60)
+    assert r.status_code == 200, r.text
+    run = r.json()
+    assert run["status"] == "ok" and [s["status"] for s in run["steps"]] == ["ok", "ok"]
+    assert all(s["model"] == "planner" for s in run["steps"]) and "Merged" in run["answer"]
+    fetched = httpx.get(f"{farm.base_url}/agents/runs/{run['id']}", timeout=10).json()
+    assert fetched["answer"] == run["answer"]
+
+
 # -- Ray only -------------------------------------------------------------------------------
 
 
@@ -294,7 +318,7 @@ def test_multiplexed_models_share_a_deployment(ray_farm: Farm) -> None:
     from ray import serve
 
     status = serve.status().applications["modelfarm"].deployments
-    assert {"gateway", "model-small", "mux-micro", "model-cloud", "model-dead"} == set(status)
+    assert {"gateway", "model-small", "mux-micro", "model-cloud", "model-planner", "model-dead"} == set(status)
     assert "model-minilm" not in status, "embedding models run inside the gateway, next to the router"
     assert "model-cloud-direct" not in status, "deploy = false: served from the gateway replicas"
     direct = client.chat.completions.create(model="cloud-direct", messages=[{"role": "user", "content": "hi"}])

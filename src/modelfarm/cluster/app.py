@@ -176,7 +176,8 @@ def build_application(manifest: Manifest, settings: GatewaySettings) -> Applicat
         else:
             cls = ModelReplica
         options = deployment_options(name, specs, manifest)
-        bound[name] = _deployment(cls, options).bind(manifest, [s.name for s in specs])
+        threads = max(1, int(options["ray_actor_options"]["num_cpus"]))  # the CPUs Ray reserved
+        bound[name] = _deployment(cls, options).bind(manifest, [s.name for s in specs], threads)
         for spec in specs:
             routes[spec.name] = Route(name, multiplexed, _max_replicas(specs))
     gateway = _deployment(

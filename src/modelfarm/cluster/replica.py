@@ -15,18 +15,27 @@ from modelfarm.models.pool import Pool
 from modelfarm.types import ChatChunk, ChatRequest, ChatResult
 
 
-def sub_manifest(manifest: Manifest, names: list[str]) -> Manifest:
-    """The farm as one replica sees it: only its own models, nothing that runs by itself."""
+def sub_manifest(manifest: Manifest, names: list[str], threads: int | None = None) -> Manifest:
+    """The farm as one replica sees it: only its own models, nothing that runs by itself.
+
+    With `threads`, models that do not set their own run that many CPU threads, and the
+    replica's thread budget is that size: a replica uses the CPUs Ray reserved for it, so
+    replicas on one node do not oversubscribe its cores (llama.cpp slows down badly then)."""
     models = [m for m in manifest.models if m.name in names]
-    return manifest.model_copy(update={"models": models, "agents": [], "senses": {}, "policies": {}})
+    farm = manifest.farm
+    if threads is not None:
+        models = [m if m.threads is not None else m.model_copy(update={"threads": threads}) for m in models]
+        farm = farm.model_copy(update={"threads": max(m.threads or threads for m in models)})
+    update = {"farm": farm, "models": models, "agents": [], "senses": {}, "policies": {}}
+    return manifest.model_copy(update=update)
 
 
 class ModelReplica:
     """Serves the chat and embedding calls of its models."""
 
-    def __init__(self, manifest: Manifest, names: list[str]) -> None:
+    def __init__(self, manifest: Manifest, names: list[str], threads: int | None = None) -> None:
         self.names = list(names)
-        self.pool = Pool(sub_manifest(manifest, self.names))
+        self.pool = Pool(sub_manifest(manifest, self.names, threads))
         self._started = False
 
     def _start(self) -> None:

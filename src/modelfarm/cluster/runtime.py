@@ -24,6 +24,11 @@ from modelfarm.manifest import Manifest
 APP_NAME = "modelfarm"
 NAMESPACE = "modelfarm"
 OBJECT_STORE_MB = 128
+SLOW_MACHINE_ENV = {
+    # Serve kills a proxy that is not ready in 5 s; on 2 busy cores importing it takes longer.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
 
 
 @dataclass
@@ -64,6 +69,8 @@ def init_ray(manifest: Manifest, address: str | None, *, num_cpus: int | None = 
         return False
     cpus = num_cpus or manifest.ray.local_cpus or os.cpu_count() or 1
     os.environ.setdefault(CALLBACK_ENV, CALLBACK)  # inherited by the proxy actor
+    for key, value in SLOW_MACHINE_ENV.items():  # read by Serve's controller, which inherits them
+        os.environ.setdefault(key, value)
     ray.init(
         num_cpus=cpus,
         include_dashboard=False,
