@@ -51,6 +51,7 @@ from _harness import (
     Disturbance,
     Server,
     add_quiet_options,
+    default_python,
     eprint,
     free_port,
     git_state,
@@ -88,11 +89,6 @@ class Target:
     url: str
     server: Server
     headers: tuple[str, ...] = ()
-
-
-def default_python() -> str:
-    venv = REPO / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

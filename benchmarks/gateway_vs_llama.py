@@ -55,10 +55,10 @@ import httpx
 
 from _harness import (
     LOOPBACK,
-    REPO,
     Disturbance,
     Server,
     add_quiet_options,
+    default_python,
     eprint,
     free_port,
     git_state,
@@ -99,11 +99,6 @@ class Run:
     text: str
     disturbance: float = 0.0
     """Share of the machine other processes used while this run's pair ran."""
-
-
-def default_python() -> str:
-    venv = REPO / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
 
 
 def default_model_path() -> Path | None:

@@ -49,6 +49,7 @@ from _harness import (
     Disturbance,
     Server,
     add_quiet_options,
+    default_python,
     eprint,
     free_port,
     machine_info,
@@ -123,11 +124,6 @@ class RayServer(Server):
 class SessionServer(Server):
     def cpu_seconds(self) -> float:
         return session_cpu_seconds(self.pid)
-
-
-def default_python() -> str:
-    venv = REPO / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
