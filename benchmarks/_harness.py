@@ -124,23 +124,38 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rfind(")") + 2 :].split()
 
 
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields after the command name) of every process that can be read now."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) is not None:
+            yield int(entry), fields
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (utime + stime) of all processes in process group `pgid`.
 
     The leader also counts its reaped children (cutime + cstime). Fields after the command name,
-    0-based: state=0 ppid=1 pgrp=2 ... utime=11 stime=12 cutime=13 cstime=14.
+    0-based: state=0 ppid=1 pgrp=2 session=3 ... utime=11 stime=12 cutime=13 cstime=14.
     """
     ticks = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(int(entry))
-        if fields is None or int(fields[2]) != pgid:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-        if int(entry) == pgid:
-            ticks += int(fields[13]) + int(fields[14])
+    for pid, fields in _processes():
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+            if pid == pgid:
+                ticks += int(fields[13]) + int(fields[14])
     return ticks / _CLK_TCK
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """CPU seconds of every process in session `sid` and of the children each has reaped: a
+    server and everything it started, even in process groups of their own (Ray's workers)."""
+    ticks = sum(sum(int(f) for f in fields[11:15]) for _, fields in _processes() if int(fields[3]) == sid)
+    return ticks / _CLK_TCK
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of session `sid` (zombies count as gone)."""
+    return [pid for pid, fields in _processes() if int(fields[3]) == sid and fields[0] != "Z"]
 
 
 def _system_ticks() -> tuple[int, int]:

@@ -55,12 +55,13 @@ from _harness import (
     machine_info,
     noise_note,
     running,
+    session_cpu_seconds,
+    session_pids,
     stop_on_sigterm,
     table,
     wait_quiet,
 )
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODELS = "small-a,small-b"
 
 
@@ -71,32 +72,6 @@ class Scenario:
 
 
 OVERHEAD = (Scenario("c1", 1), Scenario("c16", 16))
-
-
-def session_cpu_seconds(sid: int) -> float:
-    """utime + stime of every live process in session `sid` (a server and all it started)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return total / _CLK_TCK
-
-
-def session_pids(sid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    out.append(int(entry.name))
-    return out
 
 
 class RayServer(Server):

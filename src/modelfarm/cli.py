@@ -109,7 +109,6 @@ def serve(
     import uvicorn
 
     from modelfarm.serve.app import ServeOptions, create_app
-    from modelfarm.serve.auth import KeyRing
 
     manifest = _manifest(farm)
     if address is None:
@@ -119,11 +118,11 @@ def serve(
     except FarmError as exc:
         err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
-    url = f"http://{host}:{port}/v1"
-    names = ", ".join(m.name for m in manifest.models)
     if ray or address is not None:
         _serve_on_ray(manifest, address, host, port, ledger, keys, tuple(preload or ()))
         return
+    url = f"http://{host}:{port}/v1"
+    names = ", ".join(m.name for m in manifest.models)
     options = ServeOptions(ledger_path=ledger, keys=keys, preload=tuple(preload or ()))
     application = create_app(manifest, options)
     err.print(
