@@ -269,3 +269,20 @@ def test_dates_of_birth_in_prose_keep_their_ner_context(guard: PrivacyGuard) -> 
     text = "the form is filled in. " * 10 + "she was born on the fourth of july, nineteen eighty. " + "ok. " * 5
     kinds = {f.kind for f in guard.scan([Message("user", text)])}
     assert "DATE_OF_BIRTH" in kinds
+
+
+@pytest.mark.parametrize(
+    ("sentence", "name"),
+    [
+        ("There will be a short call with Rosalind Okafor-Lindqvist on the budget.", "Rosalind"),
+        ("However Tomasz Wieczorek-Baptiste said the numbers were off.", "Tomasz"),
+        ("Grant Abernathy-Quist wants the slides before lunch.", "Grant"),
+    ],
+)
+def test_a_sentence_opener_does_not_hide_a_name(guard: PrivacyGuard, sentence: str, name: str) -> None:
+    # Sentences whose only capitalised word opens them ("There", "However") skip NER; a name
+    # anywhere else in the sentence, or a first word that is also a given name, keeps it in.
+    prose = "There will be forty people across the teams, and the agenda is not final yet. " * 8
+    text = prose + sentence + " " + prose
+    people = [f for f in guard.scan([Message("user", text)]) if f.kind == "PERSON"]
+    assert any(text[f.start : f.end].startswith(name) for f in people), people

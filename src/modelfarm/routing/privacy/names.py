@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from modelfarm.routing.privacy.recognizers import Span, SpanRecognizer
-from modelfarm.routing.privacy.vocab import NOT_NAME_WORDS
+from modelfarm.routing.privacy.vocab import NOT_NAME_WORDS, is_sentence_opener
 
 _UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĖĘĚĞĠĢĤĦĪĮİĶĹĻĽŁŃŅŇŌŐŒŔŖŘŚŜŞŠŢŤŪŮŰŲŴŶŸŹŻŽ"
 _APOSTROPHES = "'\u2019"
@@ -122,7 +122,11 @@ class NameCueRecognizer(SpanRecognizer):
                 if found is not None:
                     yield found[0], found[1], score
         for m in _NAME_THEN_VERB.finditer(text):
-            found = _name_at(text, m.start("name"), 2)
+            start = m.start("name")
+            first = re.match(r"\S+\s+", m.group("name"))
+            if first is not None and is_sentence_opener(first.group().strip()):
+                start += first.end()  # "However Ana Lima said": the name starts after "However"
+            found = _name_at(text, start, 2)
             # The whole name must survive the cut: "Monday Maria called" is not a two-word name.
             if found is not None and found[1] == m.end("name"):
                 yield found[0], found[1], 0.65
