@@ -40,13 +40,26 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "router", "train", "--data", str(root / "train.csv"), "--models", "small,big", "--out", str(root / "r.json")
     )
     assert done.returncode == 0, done.stderr
+    static = run_cli(
+        "router", "train", "--data", str(root / "train.csv"), "--models", "small,big", "--embedding", "static",
+        "--out", str(root / "r-static.json"),
+    )  # fmt: skip
+    assert static.returncode == 0, static.stderr
     return root
 
 
-def test_policy_with_a_learned_router_picks_by_predicted_quality(trained: Path) -> None:
+def test_a_static_router_says_so_in_its_file(trained: Path) -> None:
+    assert json.loads((trained / "r-static.json").read_text())["embedding"]["kind"] == "static"
+    assert json.loads((trained / "r.json").read_text())["embedding"]["kind"] == "full"
+    bad = run_cli("router", "train", "--data", str(trained / "train.csv"), "--embedding", "bert", "--out", "x.json")
+    assert bad.returncode == 2 and "--embedding" in bad.stderr
+
+
+@pytest.mark.parametrize("router", ["r.json", "r-static.json"])
+def test_policy_with_a_learned_router_picks_by_predicted_quality(trained: Path, router: str) -> None:
     farm = trained / "farm.toml"
     farm.write_text(
-        '[policies."auto:learned"]\nrouter = "r.json"\ntarget_brain_share = 0.5\n\n'
+        f'[policies."auto:learned"]\nrouter = "{router}"\ntarget_brain_share = 0.5\n\n'
         + small_model_toml("small")
         + "\n"
         + small_model_toml("big", role="brain")

@@ -7,6 +7,7 @@ the choice but never the privacy guard.
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +113,11 @@ class Router:
 
     def _learned_router(self, policy: PolicySpec) -> QualityRouter:
         assert policy.router is not None
-        path = policy.router if policy.router.is_absolute() else self.manifest.base_dir / policy.router
+        path = policy.router
+        if not path.is_absolute():
+            # the built-in default farm's router file ships inside the package, next to its toml
+            base = self.manifest.base_dir if self.manifest.source else Path(str(resources.files("modelfarm")))
+            path = base / path
         if path not in self._learned:
             from modelfarm.routing.learned import QualityRouter
 
@@ -211,7 +216,9 @@ class Router:
 
         # 3. learned quality: the cheapest model predicted to answer well enough
         if policy.router is not None and len(candidates) > 1:
-            vec = (await self.embed([prompt]))[0]  # learned routers were trained on the full encoder
+            learned = self._learned_router(policy)
+            # the vectors the router was trained on: the full encoder, or the static ones (~1 ms)
+            vec = (await (self.embed_static if learned.embedding == "static" else self.embed)([prompt]))[0]
             pick, scores, why = self._learned_pick(policy, candidates, vec, prompt)
             notes.append(why)
             return finish(policy_name, candidates, pick, scores)

@@ -3,10 +3,12 @@
 modelfarm router train --data A.csv [--data B.csv ...] --out router.json
 modelfarm router score --router router.json --data X.csv --strong MODEL --out scores.csv
 modelfarm router eval  --router router.json --data X.csv [--plot curves.png] [--json]
+modelfarm router collect --prompts graded.jsonl --out outcomes.csv [--farm farm.toml] [--models a,b]
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -58,11 +60,12 @@ def _read(paths: list[Path], *, need_scores: bool) -> Outcomes:
         raise _fail(exc) from exc
 
 
-def embed(texts: list[str], threads: int) -> np.ndarray:
-    """(N, 384) MiniLM embeddings, with a progress bar on stderr."""
+def embed(texts: list[str], threads: int, kind: str = "full") -> np.ndarray:
+    """(N, 384) MiniLM embeddings of `kind` (full encoder or static vectors), with a progress bar."""
     from modelfarm.models.embedding import default_embedder
 
-    embedder = default_embedder(threads=threads)
+    backend = default_embedder(threads=threads)
+    embedder = backend.static() if kind == "static" else backend
     parts = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
@@ -99,10 +102,19 @@ def train(
         bool, typer.Option("--from-ledger", help="Also learn from the ledger's feedback and cascade outcomes.")
     ] = False,
     ledger: Annotated[Path | None, typer.Option("--ledger", help="Ledger file (default: the farm's).")] = None,
+    embedding: Annotated[
+        str,
+        typer.Option(
+            "--embedding",
+            help="MiniLM vectors to learn from: 'full' (the encoder, ~10-50 ms a prompt when routing) or "
+            "'static' (its token vectors, ~1 ms; a little less accurate on long prompts).",
+        ),
+    ] = "full",
 ) -> None:
     """Fit a quality router: one calibrated quality model per model in the data."""
     from modelfarm.ledger import default_ledger_path
     from modelfarm.routing.learned.from_ledger import merge, outcomes_from_ledger
+    from modelfarm.routing.learned.model import EMBEDDINGS
     from modelfarm.routing.learned.training import train as fit
 
     console = _console()
@@ -114,13 +126,15 @@ def train(
             parts.append(outcomes_from_ledger(ledger or default_ledger_path()))
         except FarmError as exc:
             raise _fail(exc) from exc
+    if embedding not in EMBEDDINGS:
+        raise typer.BadParameter(f"{embedding!r}: use one of {', '.join(EMBEDDINGS)}", param_hint="--embedding")
     outcomes = parts[0] if len(parts) == 1 else merge(parts)
-    embeddings = embed(outcomes.texts, threads)
+    embeddings = embed(outcomes.texts, threads, embedding)
     chosen = [m.strip() for m in models.split(",")] if models else None
     with console.status("training") as status:
         try:
             router = fit(
-                outcomes, embeddings, models=chosen, costs=_parse_costs(cost or []),
+                outcomes, embeddings, models=chosen, costs=_parse_costs(cost or []), embedding=embedding,
                 progress=lambda step: status.update(f"training: {step}"),
             )  # fmt: skip
         except FarmError as exc:
@@ -163,7 +177,7 @@ def score(
     outcomes = _read(data, need_scores=False)
     if strong not in router.models:
         raise _fail(OutcomesError(f"--strong {strong!r} is not in this router; it knows {', '.join(router.models)}"))
-    scores = router.strong_score(embed(outcomes.texts, threads), outcomes.texts, strong)
+    scores = router.strong_score(embed(outcomes.texts, threads, router.embedding), outcomes.texts, strong)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "score"])
@@ -188,7 +202,8 @@ def evaluate(
     router = _load(router_path)
     outcomes = _read(data, need_scores=True)
     try:
-        result = run_eval(router, outcomes, router.predict(embed(outcomes.texts, threads), outcomes.texts))
+        vectors = embed(outcomes.texts, threads, router.embedding)
+        result = run_eval(router, outcomes, router.predict(vectors, outcomes.texts))
     except FarmError as exc:
         raise _fail(exc) from exc
     if plot is not None:
@@ -226,3 +241,58 @@ def _plot(result: Evaluation, path: Path) -> None:
         curves = {name: m.curve for name, m in result.multi.items()}
         xlabel = "cost (% of the way from all-cheapest to all-most-expensive)"
     plot_curves(path, curves, title="router quality", xlabel=xlabel, references=result.single)
+
+
+@app.command()
+def collect(
+    prompts: Annotated[Path, typer.Option("--prompts", help='JSON lines: {"prompt": ..., "answer": ...} each.')],
+    out: Annotated[Path, typer.Option("--out", help="Outcomes CSV to write (appended to, to resume a run).")],
+    farm: Annotated[
+        Path | None, typer.Option("--farm", "-f", help="farm.toml (default: the built-in default farm).")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Models to run, comma-separated (default: every chat model, cheapest first)."),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Longest answer per model.")] = 160,
+) -> None:
+    """Run the farm's models on graded prompts and write their outcomes, to train a router on.
+
+    A number answer is right when it is the last number of the reply; any other answer when it
+    appears in the reply as a whole word. Rows are written as they finish: run the same command
+    again to resume.
+    """
+    from modelfarm.manifest import load_manifest
+    from modelfarm.models.pool import Pool
+    from modelfarm.routing.learned.collect import collect as run_collect
+    from modelfarm.routing.learned.collect import read_graded
+    from modelfarm.routing.router import Router
+
+    try:
+        manifest = load_manifest(farm)
+        graded = read_graded(prompts)
+    except FarmError as exc:
+        raise _fail(exc) from exc
+    pool = Pool(manifest)
+    chat = [m.name for m in Router(manifest, pool).chat_models]
+    chosen = [m.strip() for m in models.split(",")] if models else chat
+    unknown = [m for m in chosen if m not in chat]
+    if unknown:
+        raise _fail(OutcomesError(f"--models: {', '.join(unknown)} not a chat model of this farm ({', '.join(chat)})"))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+    async def run() -> int:
+        try:
+            with Progress(*columns, console=_console(stderr=True)) as progress:
+                task = progress.add_task(f"answering with {', '.join(chosen)}", total=len(graded))
+                return await run_collect(
+                    pool, chosen, graded, out, max_tokens=max_tokens, progress=lambda n: progress.advance(task, n)
+                )
+        finally:
+            await pool.aclose()
+
+    try:
+        written = asyncio.run(run())
+    except FarmError as exc:
+        raise _fail(exc) from exc
+    _console().print(f"wrote {written} new rows to {out} ({len(graded)} prompts)", highlight=False)

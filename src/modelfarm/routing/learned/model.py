@@ -34,6 +34,9 @@ from modelfarm.routing.learned.outcomes import OutcomesError
 FORMAT = "modelfarm.quality-router"
 VERSION = 1
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+EMBEDDINGS = ("full", "static")
+"""What a router's embedding block reads: the full MiniLM encoder (~10-50 ms a prompt on CPU), or
+its static token vectors (~1 ms for any length, models/static_embedding.py), the skill-match ones."""
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -62,6 +65,8 @@ class QualityRouter:
     targets for a brain share or a mean quality are calibrated."""
     info: dict[str, Any] = field(default_factory=dict)
     """How it was trained (rows, files, hyper-parameters); informative only."""
+    embedding: str = "full"
+    """One of EMBEDDINGS: which MiniLM vectors `predict` must be given (those it was trained on)."""
 
     # ---- predicting ----------------------------------------------------------------------------
 
@@ -71,7 +76,7 @@ class QualityRouter:
         if dense.shape[1] != self.dense_weights.shape[0]:
             raise ValueError(
                 f"embeddings have {dense.shape[1] - len(STATS)} dims; this router was trained on "
-                f"{self.dense_weights.shape[0] - len(STATS)}-dim {EMBEDDING_MODEL} vectors"
+                f"{self.dense_weights.shape[0] - len(STATS)}-dim {EMBEDDING_MODEL} vectors ({self.embedding})"
             )
         rows = [self.featurizer.tfidf_row(t) for t in texts]  # a few dozen slots each
         sparse = np.array([values @ self.sparse_weights[slots] for slots, values in rows], np.float32)
@@ -118,7 +123,11 @@ class QualityRouter:
             "version": VERSION,
             "models": self.models,
             "costs": self.costs,
-            "embedding": {"model": EMBEDDING_MODEL, "dim": int(self.dense_weights.shape[0] - len(STATS))},
+            "embedding": {
+                "model": EMBEDDING_MODEL,
+                "kind": self.embedding,
+                "dim": int(self.dense_weights.shape[0] - len(STATS)),
+            },
             "features": {
                 "hash_dim": HASH_DIM,
                 "min_df": MIN_DF,
@@ -172,6 +181,9 @@ class QualityRouter:
         }
         if doc["version"] != VERSION or {k: features[k] for k in expected} != expected:
             raise ValueError("written by another version of modelfarm")
+        embedding = str(doc["embedding"].get("kind", "full"))  # files from before `kind` used the encoder
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding kind {embedding!r} is not one of {', '.join(EMBEDDINGS)}")
         models = [str(m) for m in doc["models"]]
         m = len(models)
         slots = _unb64(doc["slots"], np.int32, (-1,))
@@ -196,6 +208,7 @@ class QualityRouter:
             platt=_unb64(doc["platt"], np.float32, (m, 2)),
             calibration=_unb64(doc["calibration"], np.float32, (-1, m)),
             info=dict(doc.get("info", {})),
+            embedding=embedding,
         )
 
 

@@ -120,9 +120,11 @@ def train(
     c: float = C,
     folds: int = FOLDS,
     seed: int = 0,
+    embedding: str = "full",
     progress: Callable[[str], None] | None = None,
 ) -> QualityRouter:
-    """Fit a router on outcomes rows and their (N, D) embeddings."""
+    """Fit a router on outcomes rows and their (N, D) embeddings, of the `embedding` kind (see
+    model.EMBEDDINGS): the router will ask for the same kind when it routes."""
     ordered, prices = order_models(data, models, costs)
     data = data.select(ordered)
     say = progress or (lambda _: None)
@@ -156,4 +158,5 @@ def train(
         platt=platt,
         calibration=calibrated[np.sort(keep)].astype(np.float32),
         info={"rows": len(data), "c": c, "folds": k, "seed": seed},
+        embedding=embedding,
     )
