@@ -3,8 +3,8 @@
 Two prompt sets with answers that can be checked by string match: one the small model handles
 (one-word facts), one it does not (multi-step arithmetic word problems). Each set runs under
 three policies on the real models, in one process: `small` (always the micro model), `brain`
-(always the brain), and `auto` (the default farm's policy: small first, cascade escalates weak
-answers). Reported per policy: accuracy per set, the share of answers served by the brain, and
+(always the brain), and `auto` (the default farm's policy: skill match, its shipped learned
+router, cascade escalates weak answers). Reported per policy: accuracy per set, the share of answers served by the brain, and
 wall time. Generation is greedy (temperature 0, fixed seed) so that runs repeat.
 
 Usage: python benchmarks/routing_default_farm.py [--policies small,brain,auto] [--json]

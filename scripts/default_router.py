@@ -7,6 +7,9 @@
 2. `modelfarm router collect` answers each with small, middle and brain (greedy) and grades them.
 3. `modelfarm router train --embedding static` fits the router on those outcomes.
 
+The outcomes of the shipped router (seed 0, 2026-11-28) are kept in
+scripts/default_router_outcomes.csv: retraining from them needs no generation.
+
 usage:
   python scripts/default_router.py prompts --out graded.jsonl [--seed 0]
   modelfarm router collect --prompts graded.jsonl --out outcomes.csv

@@ -120,3 +120,17 @@ def test_train_from_the_ledger_alone_and_with_csv(trained: Path) -> None:
     assert quality[0, small] > quality[1, small], "learned from use: small is good at easy prompts only"
     empty = run_cli("router", "train", "--out", str(trained / "x.json"))
     assert empty.returncode != 0 and "--from-ledger" in empty.stderr
+
+
+def test_the_default_farm_routes_with_its_shipped_router(tmp_path: Path) -> None:
+    prompts = [
+        ("What is the capital of Chile? Answer with one word.", "small"),
+        ("A farmer has 14 cows and buys 3 times as many sheep, then sells 9. How many animals are left?", "brain"),
+        ("What is 48 * 17?", "brain"),
+    ]  # fmt: skip
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p, _ in prompts))
+    done = run_cli("route", "--json", "--file", str(tmp_path / "p.jsonl"))
+    assert done.returncode == 0, done.stderr
+    decisions = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [d["model"] for d in decisions] == [want for _, want in prompts], decisions
+    assert all("learned:" in d["reason"] for d in decisions)
