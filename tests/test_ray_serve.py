@@ -226,9 +226,10 @@ def _error(response: httpx.Response) -> dict[str, str]:
 
 def test_errors_keep_their_status_and_message(farm: Farm) -> None:
     url = farm.base_url + "/chat/completions"
-    unknown = httpx.post(url, json={"model": "nope", "messages": HELLO})
+    # generous timeouts: on a loaded 2-core machine Ray's proxy can take longer than httpx's 5 s default
+    unknown = httpx.post(url, json={"model": "nope", "messages": HELLO}, timeout=60)
     assert unknown.status_code == 404 and _error(unknown)["code"] == "model_not_found"
-    bad = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    bad = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}, timeout=60)
     assert bad.status_code == 400 and "JSON" in _error(bad)["message"]
     # raised inside the model's replica in Ray mode, and unwrapped on the way out
     dead = httpx.post(url, json={"model": "dead", "messages": HELLO}, timeout=60)
