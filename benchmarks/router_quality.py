@@ -12,6 +12,8 @@ all rows then make one RouteLLM curve (thresholds at the score deciles), from wh
 Methods:
   ours      `modelfarm.routing.learned.train` with its fixed defaults; score = predicted P(strong
             right) - P(weak right)
+  ours-static  (with --static) the same router trained on MiniLM's static token vectors
+            (`modelfarm router train --embedding static`: ~1 ms a decision instead of 10-50 ms)
   tfidf-w   baseline: TfidfVectorizer(1-2-grams, min_df=2, sublinear tf) + LogisticRegression
             (C=1) predicting "weak model right"; score = 1 - that probability
   tfidf-sw  the same features, one such model per model; score = P(strong right) - P(weak right)
@@ -24,7 +26,7 @@ without the embedding (given) and with it (MiniLM, 2 threads, one prompt per cal
 Embeddings are cached under ~/.cache/modelfarm/router-embeddings/ (keyed by a hash of the texts);
 the first run embeds ~10.7k prompts, which takes minutes. Training uses one core (n_jobs=1).
 
-usage: python benchmarks/router_quality.py [--data DIR] [--folds 5] [--timing-n 200] [--json]
+usage: python benchmarks/router_quality.py [--data DIR] [--folds 5] [--timing-n 200] [--static] [--json]
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ def cached_embeddings(texts: list[str]) -> np.ndarray:
     return embeddings
 
 
+def static_embeddings(texts: list[str]) -> np.ndarray:
+    """(N, 384) MiniLM static-vector embeddings (about 1 ms a prompt: no cache needed)."""
+    from modelfarm.models.embedding import default_embedder
+
+    static = default_embedder(threads=2).static()
+    return np.concatenate([static.encode(texts[i : i + 256]) for i in range(0, len(texts), 256)])
+
+
 def _subset(data: Outcomes, rows: np.ndarray) -> Outcomes:
     return Outcomes(
         texts=[data.texts[i] for i in rows],
@@ -99,13 +109,14 @@ def tfidf_baseline(
 
 
 def cross_validate(
-    data: Outcomes, embeddings: np.ndarray, folds: int
+    data: Outcomes, embeddings: np.ndarray, folds: int, static: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], list[float], QualityRouter]:
     """Out-of-fold scores per method, our per-fold APGR, and the last fold's router."""
     from sklearn.model_selection import GroupKFold
 
     strong, weak = data.quality[:, 0], data.quality[:, 1]
     ours, base_w, base_sw = np.zeros(len(data)), np.zeros(len(data)), np.zeros(len(data))
+    ours_static = np.zeros(len(data))
     per_fold = []
     router = None
     for k, (tr, te) in enumerate(GroupKFold(n_splits=folds).split(embeddings, groups=data.groups)):
@@ -114,10 +125,16 @@ def cross_validate(
         test_texts = [data.texts[i] for i in te]
         ours[te] = need_of(router.predict(embeddings[te], test_texts), router.models.index(STRONG))
         base_w[te], base_sw[te] = tfidf_baseline([data.texts[i] for i in tr], strong[tr], weak[tr], test_texts)
+        if static is not None:
+            fast = train(_subset(data, tr), static[tr], models=[WEAK, STRONG], embedding="static")
+            ours_static[te] = need_of(fast.predict(static[te], test_texts), fast.models.index(STRONG))
         per_fold.append(metrics.score_router(ours[te], strong[te], weak[te]).apgr)
         print(f"  fold {k + 1}/{folds}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     assert router is not None
-    return {"ours": ours, "tfidf-w": base_w, "tfidf-sw": base_sw}, per_fold, router
+    scores = {"ours": ours, "tfidf-w": base_w, "tfidf-sw": base_sw}
+    if static is not None:
+        scores["ours-static"] = ours_static
+    return scores, per_fold, router
 
 
 def decision_times(router: QualityRouter, data: Outcomes, embeddings: np.ndarray, n: int) -> dict[str, float]:
@@ -148,11 +165,12 @@ def decision_times(router: QualityRouter, data: Outcomes, embeddings: np.ndarray
     }
 
 
-def run(name: str, path: Path, folds: int, timing_n: int) -> dict[str, object]:
+def run(name: str, path: Path, folds: int, timing_n: int, with_static: bool) -> dict[str, object]:
     data = read_outcomes([path]).select([STRONG, WEAK])
     print(f"{name}: {len(data)} rows, {len(set(data.groups))} questions", file=sys.stderr)
     embeddings = cached_embeddings(data.texts)
-    scores, per_fold, router = cross_validate(data, embeddings, folds)
+    static = static_embeddings(data.texts) if with_static else None
+    scores, per_fold, router = cross_validate(data, embeddings, folds, static)
     strong, weak = data.quality[:, 0], data.quality[:, 1]
     results = {method: metrics.score_router(s, strong, weak) for method, s in scores.items()}
     results["random"] = metrics.score_random(strong, weak)
@@ -176,10 +194,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "routing")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--timing-n", type=int, default=200, help="prompts timed one by one (0: skip)")
+    parser.add_argument("--static", action="store_true", help="also cross-validate a static-vector router")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
-    report = {name: run(name, args.data / f"{name}.dev.csv", args.folds, args.timing_n) for name in BENCHMARKS}
+    report = {
+        name: run(name, args.data / f"{name}.dev.csv", args.folds, args.timing_n, args.static) for name in BENCHMARKS
+    }
     if not args.json:
         print(f"\n{'benchmark':<10}{'method':<10}{'APGR':>8}{'CPT(50%)':>10}{'CPT(80%)':>10}")
         for name, result in report.items():
