@@ -255,3 +255,19 @@ def test_command_line_reports_a_bad_file(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "r.json")])
     assert done.exit_code == 2
     assert "score__b" in done.output and not (tmp_path / "r.json").exists()
+
+
+def test_weakness_checks_margin_and_confidence() -> None:
+    from modelfarm.routing.execute import mean_margin, weakness
+    from modelfarm.types import ChatResult, TokenLogprob, Usage
+
+    torn = [TokenLogprob("a", -0.6, (("a", -0.6), ("b", -0.8))), TokenLogprob("c", -0.1, (("c", -0.1), ("d", -3.0)))]
+    assert mean_margin(torn) == pytest.approx((0.2 + 2.9) / 2)
+    assert mean_margin([TokenLogprob("a", -0.1)]) is None  # no alternatives listed: no margin
+    answer = ChatResult("a c", "stop", Usage(), torn)
+    assert weakness(answer, -1.0) is None
+    assert "margin" in (weakness(answer, -1.0, min_margin=2.0) or "")
+    assert weakness(answer, -1.0, min_margin=1.0) is None
+    # mean log-prob -0.35: answer probability 0.70; with a router posterior of 0.6 -> 0.42
+    assert weakness(answer, -1.0, min_confidence=0.5) is None
+    assert "router 0.60 x answer 0.70 = 0.42" in (weakness(answer, -1.0, min_confidence=0.5, posterior=0.6) or "")

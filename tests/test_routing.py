@@ -24,6 +24,12 @@ def routing_farm(main: Gateway, dead_port: int) -> str:
         '[farm]\nthreads = 2\n\n[privacy]\naction = "keep-local"\ncleared_tier = "local"\n\n'
         '[policies."auto"]\ncandidates = ["flaky", "small", "big"]\n\n'
         '[policies."auto:cascade"]\ncandidates = ["small", "big"]\ncascade = true\ncascade_min_logprob = -0.00001\n\n'
+        '[policies."auto:margin"]\ncandidates = ["small", "big"]\ncascade = true\ncascade_min_logprob = -100\n'
+        "cascade_min_margin = 1000\n\n"
+        '[policies."auto:margin0"]\ncandidates = ["small", "big"]\ncascade = true\ncascade_min_logprob = -100\n'
+        "cascade_min_margin = 0\n\n"
+        '[policies."auto:confident"]\ncandidates = ["small", "big"]\ncascade = true\ncascade_min_logprob = -100\n'
+        "cascade_min_confidence = 0.999999\n\n"
         '[policies."auto:skills"]\ncandidates = ["small", "coder", "big"]\nskill_threshold = 0.55\n\n'
         '[policies."auto:nofallback"]\ncandidates = ["flaky", "small"]\nfallback = false\n\n'
         f'[[models]]\nname = "flaky"\nrole = "micro"\nbackend = "openai"\nbase_url = "http://127.0.0.1:{dead_port}/v1"\n'
@@ -99,6 +105,25 @@ def test_cascade_escalates_a_low_confidence_answer(routed: Gateway) -> None:
     assert [(o.model, o.score, o.source) for o in labelled] == [("small", 0.0, "cascade")]
     assert labelled[0].prompt == "Tell me something."
     book.close()
+
+
+@pytest.mark.parametrize(("policy", "check"), [("auto:margin", "margin"), ("auto:confident", "router 1.00 x answer")])
+def test_cascade_escalates_on_margin_and_confidence(routed: Gateway, policy: str, check: str) -> None:
+    r = _chat(routed, policy, "Say hi.", max_tokens=48, temperature=0)
+    assert r.status_code == 200, r.text
+    attempts = r.json()["modelfarm"]["attempts"]
+    assert [(a["model"], a["outcome"]) for a in attempts] == [("small", "escalated"), ("big", "served")]
+    assert check in attempts[0]["detail"], attempts[0]["detail"]
+
+
+def test_cascade_margin_alternatives_do_not_reach_the_client(routed: Gateway) -> None:
+    # greedy tokens win by a margin >= 0: small serves, and the runner-up tokens the cascade asked
+    # for are not in the client's logprobs (it asked for none)
+    r = _chat(routed, "auto:margin0", "Say hi.", max_tokens=48, temperature=0, logprobs=True)
+    assert r.status_code == 200, r.text
+    assert r.json()["modelfarm"]["model"] == "small"
+    content = r.json()["choices"][0]["logprobs"]["content"]
+    assert content and all(t["top_logprobs"] == [] for t in content)
 
 
 def test_cascade_streaming_serves_the_escalated_answer(routed: Gateway) -> None:

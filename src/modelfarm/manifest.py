@@ -185,6 +185,12 @@ class PolicySpec(BaseModel):
     """The chosen model answers first; a weak answer escalates to the next model up."""
     cascade_min_logprob: float = Field(default=-1.0, le=0)
     """Escalate when the answer's mean token log-probability is below this."""
+    cascade_min_margin: float | None = Field(default=None, ge=0)
+    """Escalate when the answer's mean margin (its token's log-probability minus the best other
+    token's) is below this: a model torn between two tokens is guessing. Off when unset."""
+    cascade_min_confidence: float | None = Field(default=None, ge=0, le=1)
+    """Escalate when the learned router's predicted quality of the answering model (1 without a
+    router) times the answer's mean token probability is below this. Off when unset."""
     fallback: bool = True
     """On error, timeout or overload, try the next candidate the policy allows."""
 

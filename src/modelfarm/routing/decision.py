@@ -61,6 +61,10 @@ class Decision:
     redaction: Redaction | None = None
     cascade: bool = False
     cascade_min_logprob: float = -1.0
+    cascade_min_margin: float | None = None
+    cascade_min_confidence: float | None = None
+    posterior: dict[str, float] = field(default_factory=dict)
+    """The learned router's predicted quality per candidate (empty when no router decided)."""
     fallback: bool = True
 
     def sent(self, model: str) -> list[Message]:

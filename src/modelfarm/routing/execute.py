@@ -2,7 +2,9 @@
 
 Cascade: the cheaper model answers first, with token log-probabilities; an answer that is
 empty, cut off by the length limit, a refusal, or whose mean token log-probability is under
-the policy's bar goes up to the next stronger candidate. Streaming clients see nothing
+the policy's bar goes up to the next stronger candidate; so does one whose tokens won by too
+small a margin over the runner-up (`cascade_min_margin`), or whose router posterior times mean
+token probability is too low (`cascade_min_confidence`). Streaming clients see nothing
 until the cheap answer has passed its check (it is then sent in one piece); an escalated
 answer streams live from the stronger model. Every attempt is recorded.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +25,7 @@ from modelfarm.errors import BackendUnavailableError, SystemError_
 from modelfarm.models.pool import Pool
 from modelfarm.routing.breaker import CircuitBreaker
 from modelfarm.routing.decision import Attempt, Decision
-from modelfarm.types import ChatChunk, ChatRequest, ChatResult, Usage
+from modelfarm.types import ChatChunk, ChatRequest, ChatResult, TokenLogprob, Usage
 
 _REFUSAL = re.compile(
     r"^\s*(i'?m sorry|i am sorry|sorry, (but )?i|i cannot|i can'?t|i can not|i'?m unable|i am unable|as an ai)",
@@ -32,7 +35,24 @@ Escalated = Callable[[str, ChatResult, str], None]
 """Told (model, its answer, why) when a cascade step escalates: a labelled outcome."""
 
 
-def weakness(result: ChatResult, min_logprob: float) -> str | None:
+def mean_margin(logprobs: list[TokenLogprob]) -> float | None:
+    """Mean of (chosen token's log-prob - best other token's) over tokens that list alternatives."""
+    gaps = []
+    for lp in logprobs:
+        others = [p for token, p in lp.top if token != lp.token]
+        if others:
+            gaps.append(lp.logprob - max(others))
+    return sum(gaps) / len(gaps) if gaps else None
+
+
+def weakness(
+    result: ChatResult,
+    min_logprob: float,
+    *,
+    min_margin: float | None = None,
+    min_confidence: float | None = None,
+    posterior: float | None = None,
+) -> str | None:
     """Why an answer should escalate, or None if it holds up."""
     text = result.text.strip()
     if not text:
@@ -45,6 +65,14 @@ def weakness(result: ChatResult, min_logprob: float) -> str | None:
         mean = sum(lp.logprob for lp in result.logprobs) / len(result.logprobs)
         if mean < min_logprob:
             return f"mean token log-prob {mean:.2f} < {min_logprob:.2f}"
+        margin = mean_margin(result.logprobs) if min_margin is not None else None
+        if min_margin is not None and margin is not None and margin < min_margin:
+            return f"mean token margin {margin:.2f} < {min_margin:.2f}"
+        if min_confidence is not None:
+            prior = 1.0 if posterior is None else posterior
+            confidence = prior * math.exp(mean)
+            if confidence < min_confidence:
+                return f"router {prior:.2f} x answer {math.exp(mean):.2f} = {confidence:.2f} < {min_confidence:.2f}"
     return None
 
 
@@ -84,6 +112,8 @@ class Execution:
         req = dataclasses.replace(self.request, messages=self.decision.sent(model))
         if cascade_step:
             req.logprobs = True
+            if self.decision.cascade_min_margin is not None:  # the margin needs the runner-up token
+                req.top_logprobs = max(req.top_logprobs, 2)
         return req
 
     def _restore(self, model: str, text: str) -> str:
@@ -140,7 +170,14 @@ class Execution:
             tokens_in=result.usage.prompt_tokens,
         )
         self.attempts.append(attempt)
-        if cascade_step and (why := weakness(result, self.decision.cascade_min_logprob)):
+        d = self.decision
+        why = None
+        if cascade_step:
+            why = weakness(
+                result, d.cascade_min_logprob, min_margin=d.cascade_min_margin,
+                min_confidence=d.cascade_min_confidence, posterior=d.posterior.get(name),
+            )  # fmt: skip
+        if why:
             attempt.outcome, attempt.detail = "escalated", why
             if self.on_escalate:
                 self.on_escalate(name, result, why)
@@ -150,6 +187,9 @@ class Execution:
         self.served = name
         text = self._restore(name, result.text)
         logprobs = result.logprobs if self.request.logprobs else None
+        if logprobs:  # alternatives the cascade asked for, not the client
+            keep = self.request.top_logprobs
+            logprobs = [lp if len(lp.top) <= keep else dataclasses.replace(lp, top=lp.top[:keep]) for lp in logprobs]
         return ChatResult(text, result.finish_reason, result.usage, logprobs)
 
     def _count(self, usage: Usage) -> None:

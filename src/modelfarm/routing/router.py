@@ -221,7 +221,9 @@ class Router:
             vec = (await (self.embed_static if learned.embedding == "static" else self.embed)([prompt]))[0]
             pick, scores, why = self._learned_pick(policy, candidates, vec, prompt)
             notes.append(why)
-            return finish(policy_name, candidates, pick, scores)
+            decision = finish(policy_name, candidates, pick, scores)
+            decision.posterior = dict(scores)
+            return decision
 
         # 4. cost: the cheapest (or the strongest) remaining candidate
         pick = candidates[0] if policy.prefer == "cheap" else candidates[-1]
@@ -296,5 +298,7 @@ class Router:
             redaction=redaction,
             cascade=policy.cascade,
             cascade_min_logprob=policy.cascade_min_logprob,
+            cascade_min_margin=policy.cascade_min_margin,
+            cascade_min_confidence=policy.cascade_min_confidence,
             fallback=policy.fallback,
         )
