@@ -258,9 +258,9 @@ def collect(
 ) -> None:
     """Run the farm's models on graded prompts and write their outcomes, to train a router on.
 
-    A number answer is right when it is the last number of the reply; any other answer when it
-    appears in the reply as a whole word. Rows are written as they finish: run the same command
-    again to resume.
+    A number answer is right when it is the reply's last number; another answer, when it is a whole word of it.
+
+    Rows are written as they finish: run the same command again to resume a stopped run.
     """
     from modelfarm.manifest import load_manifest
     from modelfarm.models.pool import Pool
@@ -295,4 +295,7 @@ def collect(
         written = asyncio.run(run())
     except FarmError as exc:
         raise _fail(exc) from exc
+    except KeyboardInterrupt:
+        _console(stderr=True).print(f"stopped: finished rows are in {out}; run the same command to resume")
+        raise typer.Exit(130) from None
     _console().print(f"wrote {written} new rows to {out} ({len(graded)} prompts)", highlight=False)
