@@ -5,7 +5,7 @@
    None of them is one of the prompts of benchmarks/routing_default_farm.py, which measures
    the result.
 2. `modelfarm router collect` answers each with small, middle and brain (greedy) and grades them.
-3. `modelfarm router train --embedding static` fits the router on those outcomes.
+3. `modelfarm router train` fits the router on those outcomes (static MiniLM vectors, the default).
 
 The outcomes of the shipped router (seed 0, 2026-11-28) are kept in
 scripts/default_router_outcomes.csv: retraining from them needs no generation.
@@ -13,7 +13,7 @@ scripts/default_router_outcomes.csv: retraining from them needs no generation.
 usage:
   python scripts/default_router.py prompts --out graded.jsonl [--seed 0]
   modelfarm router collect --prompts graded.jsonl --out outcomes.csv
-  modelfarm router train --data outcomes.csv --embedding static --out src/modelfarm/default_router.json
+  modelfarm router train --data outcomes.csv --out src/modelfarm/default_router.json
 """
 
 from __future__ import annotations

@@ -37,11 +37,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("learned")
     _outcomes(root / "train.csv", 240, seed=1)
     done = run_cli(
-        "router", "train", "--data", str(root / "train.csv"), "--models", "small,big", "--out", str(root / "r.json")
-    )
+        "router", "train", "--data", str(root / "train.csv"), "--models", "small,big", "--embedding", "full",
+        "--out", str(root / "r.json"),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    static = run_cli(
-        "router", "train", "--data", str(root / "train.csv"), "--models", "small,big", "--embedding", "static",
+    static = run_cli(  # static vectors: the default
+        "router", "train", "--data", str(root / "train.csv"), "--models", "small,big",
         "--out", str(root / "r-static.json"),
     )  # fmt: skip
     assert static.returncode == 0, static.stderr

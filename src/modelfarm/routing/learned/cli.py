@@ -106,10 +106,11 @@ def train(
         str,
         typer.Option(
             "--embedding",
-            help="MiniLM vectors to learn from: 'full' (the encoder, ~10-50 ms a prompt when routing) or "
-            "'static' (its token vectors, ~1 ms; a little less accurate on long prompts).",
+            help="MiniLM vectors to learn from: 'static' (its token vectors, ~1 ms a prompt when routing) or "
+            "'full' (the encoder, 10-50 ms on CPU). On RouteLLM's MMLU and GSM8K outcomes both route "
+            "equally well (APGR within 0.01).",
         ),
-    ] = "full",
+    ] = "static",
 ) -> None:
     """Fit a quality router: one calibrated quality model per model in the data."""
     from modelfarm.ledger import default_ledger_path
